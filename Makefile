@@ -1,0 +1,51 @@
+# Set-up and checks for a fresh Debian (12 or later) machine, as root (or with sudo).
+#   make demo   install what is missing, fit sleepstudy and InstEval, print summaries
+#   make test   install what is missing, run the test suite
+#   make bench  also install R's lme4 and run the benchmarks against it
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SYSPKGS := build-essential python3-dev python3-venv libsuitesparse-dev libopenblas0-pthread
+RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SS_HEADER := $(firstword $(wildcard /usr/include/suitesparse/SuiteSparse_config.h /usr/include/SuiteSparse_config.h))
+
+.PHONY: demo test bench sysdeps rdeps clean
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+endef
+
+sysdeps:
+	$(call apt_install,$(SYSPKGS))
+
+rdeps:
+	$(call apt_install,$(RPKGS))
+
+$(VENV)/.installed: pyproject.toml | sysdeps
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q numpy cython
+	@# scikit-sparse 0.5 needs SuiteSparse >= 7; Debian 12 ships 5.12, where 0.4.x builds
+	@ver=$$(awk '/define SUITESPARSE_MAIN_VERSION/{print $$3}' $(or $(SS_HEADER),/dev/null)); \
+	if [ -n "$$ver" ] && [ "$$ver" -ge 7 ]; then spec="scikit-sparse>=0.5"; else spec="scikit-sparse>=0.4.12,<0.5"; fi; \
+	echo "SuiteSparse $${ver:-?}: installing $$spec"; \
+	$(PIP) install -q --no-build-isolation "$$spec"
+	$(PIP) install -q -e ".[test]"
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m sparsemixed.demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed rdeps
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

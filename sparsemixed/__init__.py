@@ -1,0 +1,31 @@
+"""sparsemixed: linear mixed models with crossed and nested random effects at scale.
+
+Pipeline (one module per step):
+    formula.bars      lme4 formula -> fixed part + random-effects terms
+    formula.design    data -> y, X (formulaic), per-term model matrices and codes
+    terms             grouping factors, random-effects terms, covariance factors
+    crossprod         one pass: Z'Z, Z'X, Z'y, X'X, X'y, y'y
+    relcov            theta -> Lambda, M = Lambda'Z'Z Lambda + I
+    linalg.cholesky   CHOLMOD sparse Cholesky, analysed once
+    linalg.pls        penalized least squares at theta
+    objective         profiled ML deviance / REML criterion
+    optimize          optimizer and OptSummary
+    model             LinearMixedModel: objective(theta), fit()
+    results           LmerResult: fixef, vcov, varcorr, ranef, summary
+"""
+from . import datasets
+from .api import lmer
+from .errors import (ConvergenceWarning, DataError, FormulaError, MemoryLimitError,
+                     MissingDataWarning, NumericalError, RankDeficiencyWarning, SparseMixedError,
+                     SparseMixedWarning)
+from .model import LinearMixedModel
+from .optimize import OptSummary
+from .results import LmerResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "lmer", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
+    "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
+    "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
+]

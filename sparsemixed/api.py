@@ -1,0 +1,22 @@
+"""The lme4-style entry point:  lmer(formula, data, REML=True) -> LinearMixedModel."""
+from __future__ import annotations
+
+from .model import LinearMixedModel
+
+
+def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
+         na_action: str = "omit", ordering: str = "auto") -> LinearMixedModel:
+    """Build (not fit) a linear mixed model from an lme4 formula; call ``.fit()`` on it.
+
+    Parameters
+    ----------
+    formula : lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas DataFrame (it is never modified).
+    REML : fit by REML (default) or maximum likelihood.
+    weights, offset : column name or array (prior weights: residual variance sigma^2 / w).
+    na_action : ``"omit"`` drops rows with missing values with a warning; ``"fail"`` raises.
+    ordering : fill-reducing ordering of the sparse factor, ``"auto"`` (timed choice among
+        natural = grouping factor with most levels first, AMD and METIS) or one of them.
+    """
+    return LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset,
+                            na_action=na_action, ordering=ordering)

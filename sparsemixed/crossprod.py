@@ -1,0 +1,84 @@
+"""One pass over the rows: the cross-products of [Z X y] (weighted).
+
+    ZtZ = Z'WZ (sparse q x q),  ZtX = Z'WX,  Zty = Z'Wy,
+    XtX = X'WX,  Xty = X'Wy,  yty = y'Wy,  n,  sum(log w)
+
+with y already net of any offset.  Rows are processed in chunks and the sums
+accumulated, so the row data need never be held twice; after this step the model
+keeps nothing of length n.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+CHUNK_ROWS = 1_000_000
+
+
+@dataclass
+class CrossProducts:
+    ZtZ: sp.csr_matrix
+    ZtX: np.ndarray
+    Zty: np.ndarray
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    n: int
+    sum_log_w: float = 0.0
+
+    def __add__(self, other: "CrossProducts") -> "CrossProducts":
+        return CrossProducts(self.ZtZ + other.ZtZ, self.ZtX + other.ZtX, self.Zty + other.Zty,
+                             self.XtX + other.XtX, self.Xty + other.Xty, self.yty + other.yty,
+                             self.n + other.n, self.sum_log_w + other.sum_log_w)
+
+    @property
+    def q(self) -> int:
+        return self.ZtZ.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.XtX.shape[0]
+
+    def with_response(self, Zty, Xty, yty) -> "CrossProducts":
+        return CrossProducts(self.ZtZ, self.ZtX, np.asarray(Zty, float), self.XtX,
+                             np.asarray(Xty, float), float(yty), self.n, self.sum_log_w)
+
+
+def z_matrix(rows, nlevels, chunk: slice | None = None) -> sp.csr_matrix:
+    """Z (or the rows ``chunk`` of it) as CSR, the terms' blocks side by side."""
+    blocks = [r.Z(nl, chunk) for r, nl in zip(rows, nlevels)]
+    return sp.hstack(blocks, format="csr") if blocks else None
+
+
+def cross_products(rows, nlevels, X, y, weights=None, chunk_rows: int = CHUNK_ROWS) -> CrossProducts:
+    """Accumulate the cross-products over row chunks of at most ``chunk_rows`` rows."""
+    n = y.shape[0]
+    total = None
+    for start in range(0, n, chunk_rows):
+        sl = slice(start, min(n, start + chunk_rows))
+        Z = z_matrix(rows, nlevels, sl)
+        Xc, yc = X[sl], y[sl]
+        if weights is not None:
+            w = weights[sl]
+            Zw = sp.diags(w) @ Z
+            Xw, yw = Xc * w[:, None], yc * w
+            slw = float(np.log(w).sum())
+        else:
+            Zw, Xw, yw, slw = Z, Xc, yc, 0.0
+        Zt = Zw.T.tocsr()
+        part = CrossProducts(
+            ZtZ=(Zt @ Z).tocsr(),
+            ZtX=np.asarray(Zt @ Xc),
+            Zty=np.asarray(Zt @ yc).ravel(),
+            XtX=Xw.T @ Xc,
+            Xty=Xw.T @ yc,
+            yty=float(yw @ yc),
+            n=sl.stop - sl.start,
+            sum_log_w=slw,
+        )
+        total = part if total is None else total + part
+    total.ZtZ.sum_duplicates()
+    total.ZtZ.sort_indices()
+    return total

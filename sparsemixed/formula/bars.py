@@ -1,0 +1,192 @@
+"""Split an lme4 formula into its fixed part and its random-effects ("bar") terms.
+
+    y ~ fixed + (expr | g) + (expr || g1:g2) + (1 | a/b)
+
+* ``(expr | g)``   one term with a full (correlated) covariance of ``expr``'s columns;
+* ``(expr || g)``  one term per column of ``expr`` (uncorrelated), lme4's ``||``;
+* ``g1:g2``        the interaction of two grouping factors;
+* ``a/b``          nesting, ``a + b:a`` (lme4 names the nested factor ``b:a``).
+
+The fixed part is handed to formulaic unchanged; only the bar terms are parsed here.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import FormulaError
+
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
+
+
+@dataclass(frozen=True)
+class BarTerm:
+    """One random-effects term ``(expr | factors)``.
+
+    ``expr`` is the formula of the term's model matrix (formulaic syntax, intercept
+    implied unless ``0 +`` or ``- 1``); ``factors`` names the grouping variables whose
+    interaction defines the groups, in lme4's order (``b:a`` -> ``("b", "a")``).
+    """
+
+    expr: str
+    factors: tuple[str, ...]
+
+    @property
+    def group_name(self) -> str:
+        return ":".join(self.factors)
+
+    def __str__(self) -> str:
+        return f"({self.expr} | {self.group_name})"
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    response: str
+    fixed: str          # right-hand side of the fixed part, formulaic syntax
+    bars: tuple[BarTerm, ...]
+    text: str
+
+    @property
+    def fixed_formula(self) -> str:
+        return f"{self.response} ~ {self.fixed}"
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` at parenthesis depth 0."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _check_parens(text: str, formula: str) -> None:
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            raise FormulaError(f"unbalanced parentheses in formula {formula!r}: a ')' has no matching '('")
+    if depth:
+        raise FormulaError(f"unbalanced parentheses in formula {formula!r}: {depth} '(' not closed")
+
+
+def _strip_outer(s: str) -> str:
+    s = s.strip()
+    while s.startswith("(") and s.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(s):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and i < len(s) - 1:
+                return s
+        s = s[1:-1].strip()
+    return s
+
+
+def _expand_groups(gexpr: str, formula: str) -> list[tuple[str, ...]]:
+    """``a/b`` -> [(a,), (b, a)];  ``a:b`` -> [(a, b)];  ``a + b`` -> [(a,), (b,)]."""
+    out: list[tuple[str, ...]] = []
+    for piece in _split_top(gexpr, "+"):
+        piece = _strip_outer(piece)
+        if not piece:
+            raise FormulaError(f"empty grouping factor in a random-effects term of {formula!r}")
+        nest = [p.strip() for p in piece.split("/")]
+        for level in range(len(nest)):
+            # lme4's expandSlash: a/b -> a + b:a ; within one part keep the written order
+            names: list[str] = []
+            for part in reversed(nest[: level + 1]):
+                names.extend(x.strip() for x in part.split(":"))
+            for n in names:
+                if not n or not _NAME.match(n):
+                    raise FormulaError(
+                        f"grouping factor {n!r} in {formula!r} is not a column name; "
+                        "grouping factors are column names joined by ':' or '/'"
+                    )
+            tup = tuple(n.strip("`") for n in names)
+            if tup not in out:
+                out.append(tup)
+    return out
+
+
+def _expr_columns(expr: str) -> list[str]:
+    """Split a term's expression into its additive pieces for ``||`` (intercept first)."""
+    pieces = [p.strip() for p in _split_top(expr, "+")]
+    has_intercept = True
+    terms = []
+    for p in pieces:
+        if p in ("0", "-1") or p == "":
+            if p != "":
+                has_intercept = False
+            continue
+        if p == "1":
+            continue
+        for q in _split_top(p, "-"):
+            q = q.strip()
+            if q == "1":
+                has_intercept = False
+            elif q == "0":
+                has_intercept = False
+            elif q:
+                terms.append(q)
+    out = (["1"] if has_intercept else []) + [f"0 + {t}" for t in terms]
+    return out
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Parse an lme4 formula string; see the module docstring for the syntax."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"the formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    text = formula.strip()
+    _check_parens(text, formula)
+    sides = _split_top(text, "~")
+    if len(sides) != 2 or not sides[0].strip() or not sides[1].strip():
+        raise FormulaError(
+            f"formula {formula!r} must have the form 'response ~ terms', with one '~' outside parentheses"
+        )
+    response, rhs = sides[0].strip(), sides[1].strip()
+    fixed_parts: list[str] = []
+    bars: list[BarTerm] = []
+    # split on top-level '+' but keep '-' terms with the fixed part
+    for raw in _split_top(rhs, "+"):
+        piece = raw.strip()
+        if not piece:
+            raise FormulaError(f"empty term (two '+' in a row or a trailing '+') in formula {formula!r}")
+        inner = _strip_outer(piece) if piece.startswith("(") and piece.endswith(")") else None
+        if inner is not None and len(_split_top(inner, "|")) > 1:
+            double = "||" in inner and len(_split_top(inner.replace("||", "\x00"), "\x00")) == 2
+            if double:
+                lhs, gexpr = _split_top(inner.replace("||", "\x00"), "\x00")
+            else:
+                parts = _split_top(inner, "|")
+                if len(parts) != 2:
+                    raise FormulaError(f"random-effects term {piece!r} in {formula!r} must have exactly one '|' or '||'")
+                lhs, gexpr = parts
+            lhs, gexpr = lhs.strip(), gexpr.strip()
+            if not lhs or not gexpr:
+                raise FormulaError(
+                    f"empty side in random-effects term {piece!r} of {formula!r}: write '(expr | group)', "
+                    "e.g. '(1 | subject)' or '(1 + days | subject)'"
+                )
+            groups = _expand_groups(gexpr, formula)
+            exprs = _expr_columns(lhs) if double else [lhs]
+            if not exprs:
+                raise FormulaError(f"random-effects term {piece!r} of {formula!r} has no columns")
+            for g in groups:
+                for e in exprs:
+                    bars.append(BarTerm(e, g))
+        elif "|" in piece:
+            raise FormulaError(
+                f"'|' outside parentheses in {piece!r} of formula {formula!r}: random-effects terms "
+                "must be written in parentheses, e.g. '(1 | g)'"
+            )
+        else:
+            fixed_parts.append(piece)
+    fixed = " + ".join(fixed_parts) if fixed_parts else "1"
+    return ParsedFormula(response=response, fixed=fixed, bars=tuple(bars), text=formula)

@@ -1,0 +1,132 @@
+"""The sparse Cholesky factor  P M P' = L L'  (CHOLMOD, through scikit-sparse).
+
+This is the only module that imports ``sksparse``.  The symbolic analysis (fill-
+reducing permutation P, supernodal structure) is done once per model; every
+evaluation of the objective refactors the same pattern with new values.
+
+scikit-sparse 0.4 (SuiteSparse 5, Debian 12) and 0.5 (SuiteSparse >= 7) differ in
+their Python API; both are handled here so the rest of the package sees one class.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import NumericalError
+
+try:  # pragma: no cover - import guard
+    from sksparse import cholmod as _cholmod
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(
+        "sparsemixed needs scikit-sparse (CHOLMOD). Install SuiteSparse's headers "
+        "(Debian: apt-get install libsuitesparse-dev) and then 'pip install scikit-sparse' "
+        "('scikit-sparse<0.5' with SuiteSparse 5.x); 'make test' in the source tree does both."
+    ) from exc
+
+ORDERINGS = ("natural", "amd", "metis")
+_HAS_ANALYZE = hasattr(_cholmod, "analyze")  # the 0.4 API (also kept by later versions)
+
+
+def _not_pd(exc: Exception) -> NumericalError:
+    return NumericalError(
+        "the sparse Cholesky factorization of M = Lambda'Z'Z Lambda + I failed "
+        f"({exc}). M is positive definite for every finite theta, so this signals "
+        "non-finite values: check that theta and the data (response, covariates, weights) are finite "
+        "and not of extreme magnitude (rescale columns with values above ~1e8)."
+    )
+
+
+class SparseCholesky:
+    """Factor of M's fixed pattern with a chosen ordering; ``factorize`` refactors in place."""
+
+    def __init__(self, M: sp.csc_matrix, ordering: str = "natural"):
+        if ordering not in ORDERINGS:
+            raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
+        self.ordering = ordering
+        self.q = M.shape[0]
+        self._analyze(M)
+
+    def _analyze(self, M: sp.csc_matrix) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # CholmodTypeConversionWarning for int64 indices
+            if _HAS_ANALYZE:
+                self._f = _cholmod.analyze(M, mode="supernodal", ordering_method=self.ordering)
+            else:  # pragma: no cover - scikit-sparse >= 0.5 without the legacy API
+                self._f = None
+        self._pending = None
+
+    def __getstate__(self):
+        return {"ordering": self.ordering, "q": self.q}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._f = None
+        self._pending = None
+
+    def ensure(self, M: sp.csc_matrix) -> None:
+        if self._f is None and _HAS_ANALYZE:
+            self._analyze(M)
+
+    def factorize(self, M: sp.csc_matrix) -> None:
+        self.ensure(M)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if _HAS_ANALYZE:
+                    self._f.cholesky_inplace(M)
+                else:  # pragma: no cover
+                    self._f = _cholmod.cholesky(M, ordering_method=self.ordering)
+        except Exception as exc:  # CholmodNotPositiveDefiniteError and friends
+            raise _not_pd(exc) from None
+
+    def logdet(self) -> float:
+        """log|M| = log|L|^2."""
+        return float(self._f.logdet())
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        """L^-1 P B."""
+        return self._f.solve_L(self._f.apply_P(B), use_LDLt_decomposition=False)
+
+    def solve_Lt(self, B: np.ndarray) -> np.ndarray:
+        """P' L^-T B."""
+        return self._f.apply_Pt(self._f.solve_Lt(B, use_LDLt_decomposition=False))
+
+    def solve_A(self, B: np.ndarray) -> np.ndarray:
+        """M^-1 B."""
+        return self._f(B)
+
+    def perm(self) -> np.ndarray:
+        return np.asarray(self._f.P())
+
+    def L(self) -> sp.csc_matrix:
+        """The factor L (a copy; for inspection, not for the hot path)."""
+        return self._f.L()
+
+
+def choose_ordering(M: sp.csc_matrix, candidates=ORDERINGS, repeats: int = 2):
+    """Analyze and time ``repeats`` numeric factorizations per ordering; keep the fastest.
+
+    Returns (SparseCholesky, table) where table maps ordering -> (seconds, nnz(L)).
+    """
+    best, table = None, {}
+    for ordering in candidates:
+        try:
+            chol = SparseCholesky(M, ordering)
+            chol.factorize(M)
+        except Exception:  # ordering not available in this CHOLMOD build (e.g. no METIS)
+            continue
+        t = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            chol.factorize(M)
+            t.append(time.perf_counter() - t0)
+        secs = min(t)
+        table[ordering] = (secs, int(chol.L().nnz) if M.shape[0] <= 200_000 else -1)
+        if best is None or secs < table[best.ordering][0]:
+            best = chol
+    if best is None:
+        raise NumericalError("no CHOLMOD ordering could factor M at the initial theta")
+    return best, table

@@ -1,0 +1,66 @@
+"""Penalized least squares at theta: the profiled solution of Henderson's equations.
+
+    P M P' = L L',            M = Lambda' Z'WZ Lambda + I
+    c_u  = L^-1 P Lambda' Z'Wy
+    R_ZX = L^-1 P Lambda' Z'WX
+    R_X' R_X = X'WX - R_ZX' R_ZX
+    c_b  = R_X^-T (X'Wy - R_ZX' c_u),   beta = R_X^-1 c_b
+    u    = P' L^-T (c_u - R_ZX beta),   b = Lambda u
+    r2   = y'Wy - c_u'c_u - c_b'c_b      (penalized weighted residual sum of squares)
+
+All work is q x (p+1) or p x p: nothing here touches the n rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from ..errors import NumericalError
+
+
+@dataclass
+class PLSState:
+    theta: np.ndarray
+    ldL2: float          # log|L|^2 = log|M|
+    ldRX2: float         # log|R_X|^2
+    r2: float
+    beta: np.ndarray
+    cu: np.ndarray
+    RZX: np.ndarray
+    RX: np.ndarray       # upper triangular p x p
+
+
+def pls_solve(theta, crossprod, relcov, chol) -> PLSState:
+    M = relcov.M(theta)
+    chol.factorize(M)
+    Lam = relcov.Lambda(theta)
+    rhs = np.column_stack([crossprod.ZtX, crossprod.Zty])
+    sol = chol.solve_L(np.asarray(Lam.T @ rhs))
+    RZX, cu = sol[:, :-1], sol[:, -1]
+    p = crossprod.p
+    if p:
+        XtX = crossprod.XtX - RZX.T @ RZX
+        try:
+            RX = sla.cholesky(XtX, lower=False)
+        except np.linalg.LinAlgError:
+            raise NumericalError(
+                "X'V^-1X is not positive definite at this theta: the fixed-effects columns are "
+                "(numerically) collinear given the random effects; remove redundant columns"
+            ) from None
+        cb = sla.solve_triangular(RX, crossprod.Xty - RZX.T @ cu, trans="T", lower=False)
+        beta = sla.solve_triangular(RX, cb, lower=False)
+        ldRX2 = 2.0 * float(np.log(np.diag(RX)).sum())
+    else:
+        RX, cb, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
+    r2 = float(crossprod.yty - cu @ cu - cb @ cb)
+    return PLSState(np.array(theta, float), chol.logdet(), ldRX2, max(r2, 0.0), beta, cu, RZX, RX)
+
+
+def random_effects(state: PLSState, relcov, chol) -> tuple[np.ndarray, np.ndarray]:
+    """(u, b): spherical and original-scale conditional modes at the state's theta."""
+    v = state.cu - (state.RZX @ state.beta if state.beta.size else 0.0)
+    u = np.asarray(chol.solve_Lt(v)).ravel()
+    b = relcov.Lambda(state.theta) @ u
+    return u, b

@@ -1,0 +1,279 @@
+"""LinearMixedModel: the profiled criterion as a function of theta, and its fit.
+
+    y = X beta + Z b + e,   b = Lambda(theta) u,   u ~ N(0, sigma^2 I),   e ~ N(0, sigma^2 W^-1)
+
+    objective(theta) = criterion(pls_solve(theta))        (lme4's devfun)
+
+Construction follows lme4's pipeline: formula -> model frame -> terms ordered by
+decreasing number of levels -> one pass of cross-products -> Lambda/M structures ->
+one symbolic analysis.  After that the model holds nothing of length n.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+
+from . import objective as obj
+from .crossprod import cross_products
+from .errors import DataError, RankDeficiencyWarning, SparseMixedError
+from .formula.bars import parse_formula
+from .formula.design import build_model_frame
+from .linalg.cholesky import ORDERINGS, SparseCholesky, choose_ordering
+from .linalg.pls import pls_solve, random_effects
+from .optimize import DEFAULT_METHOD, OptSummary, minimize
+from .relcov import RelCov
+
+RANK_TOL = 1e-7
+
+
+def independent_columns(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
+    """Greedy (left to right) selection of linearly independent columns from X'X.
+
+    A column is kept when its residual, after projection on the kept columns, is more
+    than ``tol`` of its norm (R's dqrdc2 rule, applied to the Gram matrix).
+    """
+    p = XtX.shape[0]
+    keep: list[int] = []
+    for j in range(p):
+        d = XtX[j, j]
+        if d <= 0:
+            continue
+        if keep:
+            G = XtX[np.ix_(keep, keep)]
+            g = XtX[keep, j]
+            try:
+                res = d - g @ np.linalg.solve(G, g)
+            except np.linalg.LinAlgError:
+                continue
+        else:
+            res = d
+        if res > (tol ** 2) * d:
+            keep.append(j)
+    return np.array(keep, dtype=np.int64)
+
+
+def _lme4_term_order(terms) -> list[int]:
+    """lme4's mkReTrms: if the numbers of levels are not non-increasing, order by
+    ``rev(order(nl))`` (decreasing, ties in reverse order of appearance)."""
+    nl = np.array([t.nlevels for t in terms])
+    if len(nl) > 1 and np.any(np.diff(nl) > 0):
+        return list(np.argsort(nl, kind="stable")[::-1])
+    return list(range(len(terms)))
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """R's make.unique: g, g.1, g.2 ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
+
+
+def _check_terms(terms, n: int) -> None:
+    for t in terms:
+        if t.nlevels < 2:
+            raise DataError(
+                f"grouping factor {t.group.name!r} of term ({t.expr} | {t.group.name}) has only "
+                f"{t.nlevels} level; a random effect needs at least 2 sampled levels. Drop the term "
+                "or, for one group of crossed variance components, use sparsemixed.MixedLM"
+            )
+        if t.nlevels >= n:
+            raise DataError(
+                f"grouping factor {t.group.name!r} has {t.nlevels} levels for {n} observations: "
+                "with one observation per level its variance cannot be told apart from the residual "
+                "variance. Drop the term or use a coarser grouping"
+            )
+        if t.q >= n:
+            raise DataError(
+                f"term ({t.expr} | {t.group.name}) has {t.q} random effects for {n} observations; "
+                "its variance parameters and the residual variance are unidentifiable. Simplify the term"
+            )
+
+
+class LinearMixedModel:
+    """A linear mixed model in lme4's formulation; build it with :func:`sparsemixed.lmer`.
+
+    Public pieces (lme4's ``getME`` vocabulary): ``formula``, ``REML``, ``terms``,
+    ``fixef_names``, ``theta0``, ``lower``, ``Lind``, ``crossprod``, ``relcov``,
+    ``factor``; methods ``objective(theta)`` (lme4's devfun), ``Lambda(theta)``,
+    ``fit()``, ``refit(new_y)``.
+    """
+
+    def __init__(self, formula: str, data, REML: bool = True, weights=None, offset=None,
+                 na_action: str = "omit", ordering: str = "auto"):
+        parsed = parse_formula(formula)
+        if not parsed.bars:
+            raise SparseMixedError(
+                f"formula {formula!r} has no random-effects term such as '(1 | g)'; "
+                "for a model without random effects use ordinary least squares"
+            )
+        frame = build_model_frame(parsed, data, weights=weights, offset=offset, na_action=na_action)
+        self.formula = formula
+        self.parsed = parsed
+        self.REML = bool(REML)
+        self.na_action = na_action
+        self.n_dropped = frame.n_dropped
+        order = _lme4_term_order(frame.terms)
+        self.terms = [frame.terms[i] for i in order]
+        rows = [frame.rows[i] for i in order]
+        for t, name in zip(self.terms, _unique_names([t.group.name for t in self.terms])):
+            t.name = name
+        _check_terms(self.terms, frame.n)
+        self.fixed_spec = frame.fixed_spec
+        self.data = data            # the user's object, not copied; used by fitted()/residuals()
+        self.weights_arg, self.offset_arg = weights, offset
+        self._set_fixed(frame)
+        y = frame.y - (frame.offset if frame.offset is not None else 0.0)
+        self._build(rows, y, frame.weights, ordering)
+
+    # -- construction ------------------------------------------------------------------
+    def _set_fixed(self, frame) -> None:
+        X = frame.X
+        names = frame.X_names
+        w = frame.weights
+        XtX = (X * (w[:, None] if w is not None else 1.0)).T @ X if X.size else np.zeros((0, 0))
+        keep = independent_columns(XtX) if X.shape[1] else np.zeros(0, np.int64)
+        self.all_fixef_names = list(names)
+        self.dropped_fixef = [names[j] for j in range(len(names)) if j not in set(keep.tolist())]
+        if self.dropped_fixef:
+            warnings.warn(
+                "fixed-effect model matrix is rank deficient, so dropping "
+                f"{len(self.dropped_fixef)} column(s): {', '.join(self.dropped_fixef)}",
+                RankDeficiencyWarning, stacklevel=4)
+        self.fixef_cols = keep
+        self.fixef_names = [names[j] for j in keep]
+        self._X = X[:, keep]
+
+    def _shift(self, X, y, w) -> np.ndarray:
+        """OLS coefficients gamma: cross-products use y - X gamma, which leaves r2, theta and
+        the variances unchanged (beta moves by gamma) and avoids cancellation in y'y."""
+        if X.shape[1] == 0:
+            return np.zeros(0)
+        sw = np.sqrt(w) if w is not None else None
+        Xs = X * sw[:, None] if sw is not None else X
+        ys = y * sw if sw is not None else y
+        return np.linalg.lstsq(Xs, ys, rcond=None)[0]
+
+    def _build(self, rows, y, weights, ordering) -> None:
+        X = self._X
+        self.nobs = y.shape[0]
+        self.gamma = self._shift(X, y, weights)
+        nlevels = [t.nlevels for t in self.terms]
+        self.crossprod = cross_products(rows, nlevels, X, y - X @ self.gamma, weights)
+        del self._X
+        self.relcov = RelCov.build(self.terms, self.crossprod.ZtZ)
+        self.theta0 = np.concatenate([t.cov.initial() for t in self.terms])
+        self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
+        M0 = self.relcov.M(self.theta0)
+        if ordering == "auto":
+            self.factor, self.ordering_table = choose_ordering(M0)
+        else:
+            if ordering not in ORDERINGS:
+                raise SparseMixedError(f"ordering must be 'auto' or one of {ORDERINGS}, got {ordering!r}")
+            self.factor, self.ordering_table = SparseCholesky(M0, ordering), {}
+
+    # -- the profiled criterion --------------------------------------------------------
+    @property
+    def Lind(self) -> np.ndarray:
+        return self.relcov.Lind
+
+    @property
+    def q(self) -> int:
+        return self.crossprod.q
+
+    @property
+    def p(self) -> int:
+        return self.crossprod.p
+
+    def Lambda(self, theta):
+        return self.relcov.Lambda(self._theta(theta))
+
+    def _theta(self, theta) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float).reshape(-1)
+        if theta.size != self.theta0.size:
+            raise SparseMixedError(f"theta must have {self.theta0.size} elements, got {theta.size}")
+        if not np.all(np.isfinite(theta)):
+            raise SparseMixedError(f"theta must be finite, got {theta}")
+        return theta
+
+    def pls(self, theta):
+        """The PLS state (L, R_ZX, R_X, beta, r2 ...) at theta."""
+        return pls_solve(self._theta(theta), self.crossprod, self.relcov, self.factor)
+
+    def objective(self, theta, REML: bool | None = None) -> float:
+        """The profiled deviance (ML) or REML criterion at theta (lme4's devFunOnly)."""
+        reml = self.REML if REML is None else bool(REML)
+        state = self.pls(theta)
+        return obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
+            maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8):
+        """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`."""
+        from .results.lmer_result import LmerResult
+
+        reml = self.REML if REML is None else bool(REML)
+        x0 = self.theta0 if start is None else self._theta(start)
+        summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
+                             ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
+        minimize(lambda th: self.objective(th, reml), summary)
+        theta = summary.final.copy()
+        # lme4 reports exact zeros for diagonal elements that hit the bound
+        state = self.pls(theta)
+        return LmerResult.from_state(self, state, summary, reml)
+
+    def refit(self, new_y, REML: bool | None = None, **fit_kw):
+        """Fit a new response with the same design, reusing the cross-products of Z and X and
+        the symbolic analysis (one pass over ``new_y``, Z is rebuilt from ``self.data``)."""
+        if self.data is None:
+            raise SparseMixedError("refit needs the model's data (model.data is None)")
+        frame = build_model_frame(self.parsed, self.data, self.weights_arg, self.offset_arg, self.na_action)
+        y = np.asarray(new_y, dtype=float).reshape(-1)
+        if y.shape[0] == frame.kept.shape[0] and frame.n != y.shape[0]:
+            y = y[frame.kept]
+        if y.shape[0] != frame.n:
+            raise DataError(f"new_y has {y.shape[0]} values; the model has {frame.n} observations")
+        if not np.all(np.isfinite(y)):
+            raise DataError("new_y has missing or infinite values")
+        if frame.offset is not None:
+            y = y - frame.offset
+        new = copy.copy(self)
+        X = frame.X[:, self.fixef_cols]
+        w = frame.weights
+        new.gamma = self._shift(X, y, w)
+        from .crossprod import z_matrix
+
+        ys = y - X @ new.gamma
+        Z = z_matrix([frame.rows[i] for i in _match_rows(frame.terms, self.terms)], [t.nlevels for t in self.terms])
+        wy = ys * w if w is not None else ys
+        new.crossprod = self.crossprod.with_response(Z.T @ wy, X.T @ wy, ys @ wy)
+        return new.fit(REML=REML, **fit_kw)
+
+    def random_effects(self, theta):
+        state = self.pls(theta)
+        return random_effects(state, self.relcov, self.factor)
+
+    def __repr__(self) -> str:
+        terms = " + ".join(f"({t.expr} | {t.group.name})" for t in self.terms)
+        return (f"LinearMixedModel({self.formula!r}, REML={self.REML}, n={self.nobs}, "
+                f"p={self.p}, q={self.q}, terms={terms})")
+
+
+def _match_rows(frame_terms, model_terms) -> list[int]:
+    """Index into the frame's (formula-order) terms of each model (lme4-order) term."""
+    out, used = [], set()
+    for t in model_terms:
+        for i, ft in enumerate(frame_terms):
+            if i not in used and ft.expr == t.expr and ft.group.name == t.group.name:
+                out.append(i)
+                used.add(i)
+                break
+    return out

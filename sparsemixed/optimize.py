@@ -1,0 +1,110 @@
+"""Minimise the profiled criterion over theta, within bounds (diagonals of T >= 0).
+
+The optimizer's state lives in :class:`OptSummary`, apart from the model (as in
+MixedModels.jl).  Methods: ``"bobyqa"`` (nlopt's BOBYQA, lme4's default),
+``"newuoa"`` (nlopt NEWUOA with bounds), ``"nelder_mead"`` (nlopt), and
+``"lbfgsb"`` (scipy L-BFGS-B, finite-difference gradient).  The default was chosen by
+measurement (``benchmarks/optimizers.py``).  No optimizer starts on the boundary.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConvergenceWarning, SparseMixedError
+
+METHODS = ("bobyqa", "newuoa", "nelder_mead", "lbfgsb")
+DEFAULT_METHOD = "bobyqa"
+
+
+@dataclass
+class OptSummary:
+    initial: np.ndarray
+    lower: np.ndarray
+    method: str
+    ftol_abs: float = 1e-8
+    xtol_abs: float = 1e-8
+    ftol_rel: float = 1e-12
+    maxeval: int = 100_000
+    final: np.ndarray | None = None
+    fmin: float = np.inf
+    feval: int = 0
+    seconds: float = 0.0
+    returnvalue: str = ""
+    converged: bool = False
+    trace: list = field(default_factory=list, repr=False)
+
+    def __str__(self) -> str:
+        return (f"OptSummary(method={self.method}, feval={self.feval}, fmin={self.fmin:.10g}, "
+                f"seconds={self.seconds:.3f}, returnvalue={self.returnvalue!r})")
+
+
+def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    x = np.array(x0, dtype=float)
+    on = np.isfinite(lower) & (x <= lower)
+    x[on] = lower[on] + 0.1       # never start on the boundary: the criterion is flat there
+    return x
+
+
+def minimize(fun, summary: OptSummary) -> OptSummary:
+    """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in."""
+    if summary.method not in METHODS:
+        raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
+    x0 = _interior_start(summary.initial, summary.lower)
+    lower = summary.lower
+    best = {"f": np.inf, "x": x0.copy()}
+
+    def counted(x):
+        f = float(fun(np.asarray(x, dtype=float)))
+        summary.feval += 1
+        if not np.isfinite(f):
+            f = 1e300
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x, dtype=float)
+        return f
+
+    t0 = time.perf_counter()
+    if summary.method == "lbfgsb":
+        from scipy.optimize import minimize as sp_min
+
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        res = sp_min(counted, x0, method="L-BFGS-B", bounds=bounds,
+                     options={"maxfun": summary.maxeval, "ftol": 1e-14, "gtol": 1e-7})
+        summary.returnvalue = str(res.message)
+        ok = bool(res.success)
+    else:
+        import nlopt
+
+        alg = {"bobyqa": nlopt.LN_BOBYQA, "newuoa": nlopt.LN_NEWUOA_BOUND,
+               "nelder_mead": nlopt.LN_NELDERMEAD}[summary.method]
+        opt = nlopt.opt(alg, x0.size)
+        opt.set_min_objective(lambda x, grad: counted(x))
+        opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+        opt.set_ftol_abs(summary.ftol_abs)
+        opt.set_ftol_rel(summary.ftol_rel)
+        opt.set_xtol_abs(summary.xtol_abs)
+        opt.set_maxeval(summary.maxeval)
+        try:
+            opt.optimize(x0)
+            rc = opt.last_optimize_result()
+        except nlopt.RoundoffLimited:
+            rc = nlopt.ROUNDOFF_LIMITED
+        names = {nlopt.SUCCESS: "SUCCESS", nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
+                 nlopt.FTOL_REACHED: "FTOL_REACHED", nlopt.XTOL_REACHED: "XTOL_REACHED",
+                 nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED", nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
+                 nlopt.ROUNDOFF_LIMITED: "ROUNDOFF_LIMITED"}
+        summary.returnvalue = names.get(rc, str(rc))
+        ok = rc in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED, nlopt.ROUNDOFF_LIMITED)
+    summary.seconds = time.perf_counter() - t0
+    summary.final, summary.fmin = best["x"], best["f"]
+    summary.converged = ok
+    if not ok:
+        warnings.warn(
+            f"the optimizer ({summary.method}) stopped with {summary.returnvalue} after "
+            f"{summary.feval} evaluations; the estimates may not be at the optimum. "
+            "Raise maxeval or try another optimizer (fit(optimizer=...)).",
+            ConvergenceWarning, stacklevel=3)
+    return summary

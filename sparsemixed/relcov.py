@@ -1,0 +1,117 @@
+"""Lambda(theta), the relative covariance factor, and M(theta) = Lambda' Z'Z Lambda + I.
+
+Lambda is block diagonal, I_{l_k} (x) T_k per term, with a fixed sparsity pattern;
+its stored values are ``theta[Lind]`` (lme4's Lind).  M is assembled from the stored
+entries of A = Z'WZ without any sparse product:
+
+    M_rc = sum_{a,b} Lambda_ar A_ab Lambda_bc  (+1 if r == c),  r >= c
+
+Each contribution is A.data[src] * theta[t1] * theta[t2], summed into the fixed lower
+pattern of M by one ``bincount`` (a scatter-add).  For scalar terms every entry of M
+gets exactly one contribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def lambda_pattern(terms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, cols and theta index (Lind) of Lambda's nonzeros, in term/level order."""
+    rows, cols, lind = [], [], []
+    offset, toff = 0, 0
+    for t in terms:
+        tr, tc = t.cov.tril_indices()
+        lev = np.arange(t.nlevels)[:, None] * t.k + offset
+        rows.append((lev + tr[None, :]).ravel())
+        cols.append((lev + tc[None, :]).ravel())
+        lind.append(np.tile(np.arange(t.ntheta) + toff, t.nlevels))
+        offset += t.q
+        toff += t.ntheta
+    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
+    return cat(rows), cat(cols), cat(lind)
+
+
+@dataclass
+class RelCov:
+    """The fixed structures mapping theta to Lambda and to M's stored values."""
+
+    q: int
+    Lrows: np.ndarray
+    Lcols: np.ndarray
+    Lind: np.ndarray
+    M_indptr: np.ndarray      # CSC lower pattern of M
+    M_indices: np.ndarray
+    src: np.ndarray           # index into A.data of each contribution
+    t1: np.ndarray            # theta index of Lambda_ar
+    t2: np.ndarray            # theta index of Lambda_bc
+    target: np.ndarray        # position in M.data of each contribution
+    diag_pos: np.ndarray      # positions of M's diagonal in M.data
+    A_data: np.ndarray        # stored values of A = Z'WZ (CSR order)
+
+    @classmethod
+    def build(cls, terms, A: sp.csr_matrix) -> "RelCov":
+        q = A.shape[0]
+        Lr, Lc, Lind = lambda_pattern(terms)
+        # Lambda in CSR by row a: the (r, theta index) with Lambda_ar != 0
+        Lcsr = sp.csr_matrix((np.arange(Lr.size) + 1.0, (Lr, Lc)), shape=(q, q))
+        Lcsr.sort_indices()
+        order = Lcsr.data.astype(np.int64) - 1
+        L_col, L_lind, L_ptr = Lc[order], Lind[order], Lcsr.indptr.astype(np.int64)
+        A = A.tocsr()
+        a = np.repeat(np.arange(q, dtype=np.int64), np.diff(A.indptr))
+        b = A.indices.astype(np.int64)
+        e = np.arange(A.nnz, dtype=np.int64)
+        # expand each A entry over the r's of row a of Lambda, then over the c's of row b
+        na = np.diff(L_ptr)[a]
+        e1 = np.repeat(e, na)
+        pos_a = np.repeat(L_ptr[a], na) + _ranges(na)
+        r, t1 = L_col[pos_a], L_lind[pos_a]
+        b1 = b[e1]
+        nb = np.diff(L_ptr)[b1]
+        e2 = np.repeat(e1, nb)
+        r2 = np.repeat(r, nb)
+        t12 = np.repeat(t1, nb)
+        pos_b = np.repeat(L_ptr[b1], nb) + _ranges(nb)
+        c, t2 = L_col[pos_b], L_lind[pos_b]
+        keep = r2 >= c
+        src, r2, c, t12, t2 = e2[keep], r2[keep], c[keep], t12[keep], t2[keep]
+        diag = np.arange(q, dtype=np.int64)
+        keys = np.concatenate([c * q + r2, diag * q + diag])
+        uniq, inv = np.unique(keys, return_inverse=True)
+        M_indices = (uniq % q).astype(np.int64)
+        M_cols = uniq // q
+        M_indptr = np.concatenate([[0], np.cumsum(np.bincount(M_cols, minlength=q))]).astype(np.int64)
+        target = inv[: src.size].astype(np.int64)
+        diag_pos = inv[src.size:].astype(np.int64)
+        return cls(q, Lr, Lc, Lind, M_indptr, M_indices, src, t12, t2, target, diag_pos,
+                   np.asarray(A.data, dtype=float).copy())
+
+    @property
+    def nnz_M(self) -> int:
+        return self.M_indices.size
+
+    def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
+        return sp.csc_matrix((theta[self.Lind], (self.Lrows, self.Lcols)), shape=(self.q, self.q))
+
+    def M_values(self, theta: np.ndarray) -> np.ndarray:
+        vals = self.A_data[self.src] * theta[self.t1] * theta[self.t2]
+        out = np.bincount(self.target, weights=vals, minlength=self.nnz_M)
+        out[self.diag_pos] += 1.0
+        return out
+
+    def M(self, theta: np.ndarray) -> sp.csc_matrix:
+        """Lower triangle of M(theta) in CSC (the pattern is fixed; only values change)."""
+        return sp.csc_matrix((self.M_values(theta), self.M_indices, self.M_indptr), shape=(self.q, self.q))
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """concatenate(arange(c) for c in counts), vectorised."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts

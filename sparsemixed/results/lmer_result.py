@@ -1,0 +1,198 @@
+"""LmerResult: the estimates of a fitted LinearMixedModel, in lme4's vocabulary.
+
+    beta-hat, sigma-hat^2 = r2 / (n - p) (REML) or r2 / n (ML)
+    vcov(beta-hat) = sigma^2 (R_X' R_X)^-1
+    b-hat = Lambda u-hat  (conditional modes),  Sigma_k = sigma^2 T_k T_k'
+    logLik = -objective / 2;  AIC = objective + 2 npar;  BIC = objective + log(n) npar
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from .. import objective as obj
+from ..crossprod import z_matrix
+from ..formula.design import build_model_frame
+from ..linalg.pls import random_effects
+from .varcorr import term_covariances, varcorr_frame
+
+SINGULAR_TOL = 1e-4
+
+
+@dataclass
+class LmerResult:
+    model: object = field(repr=False)
+    REML: bool
+    theta: np.ndarray
+    beta: np.ndarray
+    sigma: float
+    objective: float
+    RX: np.ndarray = field(repr=False)
+    u: np.ndarray = field(repr=False)
+    b: np.ndarray = field(repr=False)
+    optsummary: object = field(repr=False)
+
+    @classmethod
+    def from_state(cls, model, state, summary, reml: bool) -> "LmerResult":
+        n, p = model.nobs, model.p
+        crit = obj.criterion(state, n, p, reml, model.crossprod.sum_log_w)
+        sigma = math.sqrt(obj.sigma2(state, n, p, reml))
+        u, b = random_effects(state, model.relcov, model.factor)
+        return cls(model, reml, state.theta.copy(), state.beta + model.gamma, sigma, crit,
+                   state.RX.copy(), u, b, summary)
+
+    # -- scalars ---------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.model.nobs
+
+    @property
+    def npar(self) -> int:
+        return self.model.p + self.theta.size + 1
+
+    @property
+    def loglik(self) -> float:
+        """The log-likelihood (ML) or restricted log-likelihood (REML), as lme4's logLik."""
+        return -self.objective / 2.0
+
+    @property
+    def deviance(self) -> float | None:
+        return self.objective if not self.REML else None
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + math.log(self.nobs) * self.npar
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.optsummary.converged)
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's isSingular: a bounded (diagonal) theta element below 1e-4."""
+        lower = self.model.lower
+        return bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
+
+    @property
+    def ngroups(self) -> dict:
+        out = {}
+        for t in self.model.terms:
+            out.setdefault(t.group.name, t.nlevels)
+        return out
+
+    # -- fixed effects ---------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.model.fixef_names, name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        names = self.model.fixef_names
+        if not names:
+            return pd.DataFrame(np.zeros((0, 0)))
+        Rinv = sla.solve_triangular(self.RX, np.eye(len(names)), lower=False)
+        V = self.sigma ** 2 * (Rinv @ Rinv.T)
+        return pd.DataFrame(V, index=names, columns=names)
+
+    @property
+    def fixef_se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.model.fixef_names, name="Std. Error")
+
+    # -- random effects --------------------------------------------------------------
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        return varcorr_frame(self.model.terms, self.theta, self.sigma)
+
+    @property
+    def cov_re(self) -> dict:
+        """Per term (lme4's VarCorr name): covariance matrix of its random effects."""
+        out = {}
+        for t, S in zip(self.model.terms, term_covariances(self.model.terms, self.theta, self.sigma)):
+            out[t.name] = pd.DataFrame(S, index=t.columns, columns=t.columns)
+        return out
+
+    def _term_blocks(self, vec):
+        off = 0
+        for t in self.model.terms:
+            yield t, vec[off: off + t.q].reshape(t.nlevels, t.k)
+            off += t.q
+
+    @property
+    def ranef(self) -> dict:
+        """Conditional modes b = Lambda u: grouping factor -> DataFrame (levels x terms)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t, block in self._term_blocks(self.b):
+            df = pd.DataFrame(block, index=pd.Index(t.group.levels, name=t.group.name), columns=t.columns)
+            if t.group.name in out:
+                prev = out[t.group.name]
+                df = pd.concat([prev, df.rename(columns=lambda c: c if c not in prev.columns else f"{c}.1")], axis=1)
+            out[t.group.name] = df
+        return out
+
+    def coef(self) -> dict:
+        """lme4's coef(): per grouping factor, fixed effects plus that factor's random effects."""
+        fe = self.fixef
+        out = {}
+        for g, re in self.ranef.items():
+            df = pd.DataFrame({name: np.full(len(re), val) for name, val in fe.items()}, index=re.index)
+            for c in re.columns:
+                base = c.removesuffix(".1")
+                df[base] = df[base] + re[c] if base in df else re[c]
+            out[g] = df
+        return out
+
+    @property
+    def G(self):
+        """G = sigma^2 Lambda Lambda', sparse block diagonal (q x q)."""
+        L = self.model.Lambda(self.theta)
+        return (self.sigma ** 2) * (L @ L.T).tocsc()
+
+    # -- row-level quantities (re-encode the model's data) ----------------------------
+    def _frame(self):
+        m = self.model
+        if m.data is None:
+            raise ValueError("this needs the model's data, which was released (model.data is None)")
+        return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action)
+
+    def fitted(self) -> np.ndarray:
+        """X beta + Z b (+ offset) for the rows used in the fit."""
+        from ..model import _match_rows
+
+        m = self.model
+        fr = self._frame()
+        X = fr.X[:, m.fixef_cols]
+        Z = z_matrix([fr.rows[i] for i in _match_rows(fr.terms, m.terms)], [t.nlevels for t in m.terms])
+        out = X @ self.beta + Z @ self.b
+        return out + fr.offset if fr.offset is not None else out
+
+    def residuals(self, type: str = "response") -> np.ndarray:
+        fr = self._frame()
+        r = fr.y - self.fitted()
+        if type == "response":
+            return r
+        if type == "pearson":
+            w = fr.weights if fr.weights is not None else 1.0
+            return r * np.sqrt(w) / self.sigma
+        raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+
+    # -- display ---------------------------------------------------------------------
+    def summary(self) -> str:
+        from .display import lme4_summary
+
+        return lme4_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        crit = "REML criterion" if self.REML else "deviance"
+        return (f"<LmerResult {self.model.formula!r}: {crit} {self.objective:.4f}, "
+                f"theta={np.round(self.theta, 5).tolist()}, sigma={self.sigma:.5g}>")
