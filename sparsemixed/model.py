@@ -19,8 +19,9 @@ from . import objective as obj
 from .crossprod import cross_products
 from .errors import DataError, RankDeficiencyWarning, SparseMixedError
 from .formula.bars import parse_formula
+from .gradient import gradient
 from .formula.design import build_model_frame
-from .linalg.cholesky import ORDERINGS, SparseCholesky, choose_ordering
+from .linalg.select import select_factor
 from .linalg.pls import pls_solve, random_effects
 from .optimize import DEFAULT_METHOD, OptSummary, minimize
 from .relcov import RelCov
@@ -173,12 +174,7 @@ class LinearMixedModel:
         self.theta0 = np.concatenate([t.cov.initial() for t in self.terms])
         self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
         M0 = self.relcov.M(self.theta0)
-        if ordering == "auto":
-            self.factor, self.ordering_table = choose_ordering(M0)
-        else:
-            if ordering not in ORDERINGS:
-                raise SparseMixedError(f"ordering must be 'auto' or one of {ORDERINGS}, got {ordering!r}")
-            self.factor, self.ordering_table = SparseCholesky(M0, ordering), {}
+        self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering)
 
     # -- the profiled criterion --------------------------------------------------------
     @property
@@ -214,17 +210,41 @@ class LinearMixedModel:
         state = self.pls(theta)
         return obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
 
+    def gradient(self, theta, REML: bool | None = None) -> np.ndarray:
+        """Analytic gradient of :meth:`objective` with respect to theta (beta, sigma profiled)."""
+        return self.objective_and_gradient(theta, REML)[1]
+
+    def objective_and_gradient(self, theta, REML: bool | None = None):
+        reml = self.REML if REML is None else bool(REML)
+        state = self.pls(theta)
+        f = obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
+        return f, gradient(state, self.crossprod, self.relcov, self.factor, reml)
+
     # -- fitting -----------------------------------------------------------------------
+    def choose_optimizer(self) -> str:
+        """``"lbfgsb"`` (analytic gradient) when the factor gives a cheap selected inverse
+        (the blocked factor: a gradient costs about one more evaluation), else
+        ``"bobyqa"`` (derivative-free).  Deterministic, so refits give identical bits."""
+        return "lbfgsb" if getattr(self.factor, "ordering", "") == "blocked" else "bobyqa"
+
     def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
             maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8):
-        """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`."""
+        """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`.
+
+        ``optimizer="auto"`` uses L-BFGS-B with the analytic gradient where a gradient is
+        cheap (see :meth:`choose_optimizer`) and BOBYQA otherwise; see
+        :mod:`sparsemixed.optimize` for the methods.
+        """
         from .results.lmer_result import LmerResult
 
         reml = self.REML if REML is None else bool(REML)
         x0 = self.theta0 if start is None else self._theta(start)
+        if optimizer == "auto":
+            optimizer = self.choose_optimizer()
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
-        minimize(lambda th: self.objective(th, reml), summary)
+        minimize(lambda th: self.objective(th, reml), summary,
+                 fun_grad=lambda th: self.objective_and_gradient(th, reml))
         theta = summary.final.copy()
         # lme4 reports exact zeros for diagonal elements that hit the bound
         state = self.pls(theta)

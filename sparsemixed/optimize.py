@@ -3,7 +3,8 @@
 The optimizer's state lives in :class:`OptSummary`, apart from the model (as in
 MixedModels.jl).  Methods: ``"bobyqa"`` (nlopt's BOBYQA, lme4's default),
 ``"newuoa"`` (nlopt NEWUOA with bounds), ``"nelder_mead"`` (nlopt), and
-``"lbfgsb"`` (scipy L-BFGS-B, finite-difference gradient).  The default was chosen by
+``"lbfgsb"`` (scipy L-BFGS-B with the analytic gradient of
+:mod:`sparsemixed.gradient`).  The default was chosen by
 measurement (``benchmarks/optimizers.py``).  No optimizer starts on the boundary.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from .errors import ConvergenceWarning, SparseMixedError
 
 METHODS = ("bobyqa", "newuoa", "nelder_mead", "lbfgsb")
-DEFAULT_METHOD = "bobyqa"
+DEFAULT_METHOD = "auto"
 
 
 @dataclass
@@ -29,9 +30,11 @@ class OptSummary:
     xtol_abs: float = 1e-8
     ftol_rel: float = 1e-12
     maxeval: int = 100_000
+    gtol: float = 1e-6
     final: np.ndarray | None = None
     fmin: float = np.inf
     feval: int = 0
+    geval: int = 0
     seconds: float = 0.0
     returnvalue: str = ""
     converged: bool = False
@@ -49,8 +52,11 @@ def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return x
 
 
-def minimize(fun, summary: OptSummary) -> OptSummary:
-    """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in."""
+def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
+    """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
+
+    ``fun_grad(x) -> (f, g)`` is used by the gradient-based method (``"lbfgsb"``).
+    """
     if summary.method not in METHODS:
         raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
     x0 = _interior_start(summary.initial, summary.lower)
@@ -66,13 +72,27 @@ def minimize(fun, summary: OptSummary) -> OptSummary:
             best["f"], best["x"] = f, np.array(x, dtype=float)
         return f
 
+    def counted_grad(x):
+        f, g = fun_grad(np.asarray(x, dtype=float))
+        summary.feval += 1
+        summary.geval += 1
+        if not np.isfinite(f):
+            return 1e300, np.zeros_like(x)
+        if f < best["f"]:
+            best["f"], best["x"] = f, np.array(x, dtype=float)
+        return f, g
+
     t0 = time.perf_counter()
     if summary.method == "lbfgsb":
         from scipy.optimize import minimize as sp_min
 
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        res = sp_min(counted, x0, method="L-BFGS-B", bounds=bounds,
-                     options={"maxfun": summary.maxeval, "ftol": 1e-14, "gtol": 1e-7})
+        if fun_grad is not None:
+            res = sp_min(counted_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                         options={"maxfun": summary.maxeval, "ftol": summary.ftol_rel, "gtol": summary.gtol})
+        else:
+            res = sp_min(counted, x0, method="L-BFGS-B", bounds=bounds,
+                         options={"maxfun": summary.maxeval, "ftol": summary.ftol_rel, "gtol": summary.gtol})
         summary.returnvalue = str(res.message)
         ok = bool(res.success)
     else:

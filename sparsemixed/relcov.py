@@ -90,6 +90,13 @@ class RelCov:
                    np.asarray(A.data, dtype=float).copy())
 
     @property
+    def mult(self) -> np.ndarray:
+        """2 for off-diagonal stored entries of M, 1 on the diagonal (symmetric trace weights)."""
+        m = np.full(self.nnz_M, 2.0)
+        m[self.diag_pos] = 1.0
+        return m
+
+    @property
     def nnz_M(self) -> int:
         return self.M_indices.size
 

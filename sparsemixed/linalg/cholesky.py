@@ -101,32 +101,78 @@ class SparseCholesky:
     def perm(self) -> np.ndarray:
         return np.asarray(self._f.P())
 
+    def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
+        """M^-1 on M's stored lower pattern (Takahashi's recurrences on L's pattern)."""
+        return cholmod_selected_inverse(self, M_indptr, M_indices)
+
     def L(self) -> sp.csc_matrix:
         """The factor L (a copy; for inspection, not for the hot path)."""
         return self._f.L()
 
 
-def choose_ordering(M: sp.csc_matrix, candidates=ORDERINGS, repeats: int = 2):
-    """Analyze and time ``repeats`` numeric factorizations per ordering; keep the fastest.
+def _takahashi_kernel():
+    from numba import njit
 
-    Returns (SparseCholesky, table) where table maps ordering -> (seconds, nnz(L)).
-    """
-    best, table = None, {}
-    for ordering in candidates:
-        try:
-            chol = SparseCholesky(M, ordering)
-            chol.factorize(M)
-        except Exception:  # ordering not available in this CHOLMOD build (e.g. no METIS)
-            continue
-        t = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            chol.factorize(M)
-            t.append(time.perf_counter() - t0)
-        secs = min(t)
-        table[ordering] = (secs, int(chol.L().nnz) if M.shape[0] <= 200_000 else -1)
-        if best is None or secs < table[best.ordering][0]:
-            best = chol
-    if best is None:
-        raise NumericalError("no CHOLMOD ordering could factor M at the initial theta")
-    return best, table
+    @njit(cache=True)
+    def kernel(indptr, indices, data, Z):
+        """Selected inverse on L's pattern (lower CSC, sorted rows, diagonal first):
+        Z = (L L')^-1 restricted to the pattern, by Takahashi's recurrences."""
+        n = indptr.size - 1
+        for j in range(n - 1, -1, -1):
+            p0, p1 = indptr[j], indptr[j + 1]
+            ljj = data[p0]
+            # off-diagonal entries, from the bottom up
+            for pi in range(p1 - 1, p0, -1):
+                i = indices[pi]
+                s = 0.0
+                for pk in range(p0 + 1, p1):
+                    k = indices[pk]
+                    # Z[i, k] with (max, min) lookup in column min(i, k)
+                    a, b = (i, k) if i >= k else (k, i)
+                    lo, hi = indptr[b], indptr[b + 1] - 1
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if indices[mid] < a:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    s += data[pk] * Z[lo]
+                Z[pi] = -s / ljj
+            s = 0.0
+            for pk in range(p0 + 1, p1):
+                s += data[pk] * Z[pk]
+            Z[p0] = 1.0 / (ljj * ljj) - s / ljj
+        return Z
+
+    return kernel
+
+
+_TAKAHASHI = None
+
+
+def _lookup(indptr, indices, rows, cols):
+    """Positions in a CSC pattern of entries (rows[i], cols[i]) (all present)."""
+    pos = np.empty(rows.size, dtype=np.int64)
+    for c in np.unique(cols):
+        sel = np.flatnonzero(cols == c)
+        seg = indices[indptr[c]: indptr[c + 1]]
+        pos[sel] = indptr[c] + np.searchsorted(seg, rows[sel])
+    return pos
+
+
+def cholmod_selected_inverse(chol: SparseCholesky, M_indptr, M_indices) -> np.ndarray:
+    """M^-1 on M's stored lower pattern from a CHOLMOD factor (Takahashi on L's pattern)."""
+    global _TAKAHASHI
+    if _TAKAHASHI is None:
+        _TAKAHASHI = _takahashi_kernel()
+    L = chol.L().tocsc()
+    L.sort_indices()
+    Z = _TAKAHASHI(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, np.zeros(L.nnz))
+    perm = chol.perm()
+    iperm = np.empty_like(perm)
+    iperm[perm] = np.arange(perm.size)
+    q = M_indptr.size - 1
+    c = iperm[np.repeat(np.arange(q), np.diff(M_indptr))]
+    r = iperm[M_indices]
+    hi, lo = np.maximum(r, c), np.minimum(r, c)
+    return Z[_lookup(L.indptr, L.indices, hi, lo)]

@@ -1,0 +1,327 @@
+"""Blocked Cholesky of M when its leading block is block diagonal (MixedModels.jl's scheme).
+
+Order M's rows as [term 1 (most levels); the other terms].  The leading block M11 is
+block diagonal (k1 x k1 per level of term 1, diagonal for a scalar term), so
+
+    M = [M11  M21'] = [L11   0 ] [L11'  L21']      L11 = chol(M11) level by level
+        [M21  M22 ]   [L21  L22] [ 0    L22']      L21 = M21 L11^-T
+                                                   L22 L22' = S = M22 - L21 L21'  (dense)
+
+    log|M| = log|L11|^2 + log|L22|^2.
+
+Forming S costs sum over levels of (rows of L21 touched)^2 * k1 multiply-adds,
+done by a compiled scatter kernel; S is factored by LAPACK.  Worth it when the other
+terms have few random effects (q2 up to a few thousand).  The permutation is the
+identity: P = I.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+from numba import njit
+
+from ..errors import NumericalError
+
+MAX_DENSE_Q2 = 6000
+_CONTROLLER = None
+
+
+def _one_blas_thread():
+    """Context limiting BLAS to one thread.  Measured on the 2-core machine with a second
+    process busy: threaded OpenBLAS dpotri on InstEval's 1,156 x 1,156 Schur factor took
+    1.9-4.5 s and dpotrf 0.03-1.6 s (spinning threads); single-threaded 20-30 ms and
+    14-27 ms.  Unloaded, threads gain < 2x at this size, so one thread is the safe choice."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+@njit(cache=True)
+def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22, S_flat, q2, L11, W):
+    """L11 (nlev x k1 x k1), W = L21 per level (flat), S = M22 - L21 L21' (lower, dense)."""
+    nlev = q1 // k1
+    logdet = 0.0
+    # M11 blocks -> L11
+    for e in range(pos11.shape[0]):
+        p, j, a, b = pos11[e, 0], pos11[e, 1], pos11[e, 2], pos11[e, 3]
+        L11[j, a, b] = Mdata[p]
+    for j in range(nlev):
+        for c in range(k1):
+            s = L11[j, c, c]
+            for t in range(c):
+                s -= L11[j, c, t] * L11[j, c, t]
+            if s <= 0.0:
+                return np.nan
+            d = np.sqrt(s)
+            L11[j, c, c] = d
+            logdet += 2.0 * np.log(d)
+            for r in range(c + 1, k1):
+                s = L11[j, r, c]
+                for t in range(c):
+                    s -= L11[j, r, t] * L11[j, c, t]
+                L11[j, r, c] = s / d
+            for r in range(c):
+                L11[j, r, c] = 0.0
+    # M21 -> W, then W := W L11^-T per level
+    W[:] = 0.0
+    for e in range(pos21.shape[0]):
+        W[w_off[e]] += Mdata[pos21[e]]
+    for j in range(nlev):
+        base = lev_ptr[j]
+        nr = lev_ptr[j + 1] - base
+        for i in range(nr):
+            o = (base + i) * k1
+            for c in range(k1):
+                s = W[o + c]
+                for t in range(c):
+                    s -= W[o + t] * L11[j, c, t]
+                W[o + c] = s / L11[j, c, c]
+    # S = M22 - sum_j W_j W_j'
+    for i in range(S_flat.shape[0]):
+        S_flat[i] = 0.0
+    for e in range(pos22.shape[0]):
+        S_flat[pos22[e, 1]] += Mdata[pos22[e, 0]]
+    for j in range(nlev):
+        base = lev_ptr[j]
+        nr = lev_ptr[j + 1] - base
+        for i in range(nr):
+            ri = lev_rows[base + i]
+            oi = (base + i) * k1
+            for m in range(i + 1):
+                rm = lev_rows[base + m]
+                om = (base + m) * k1
+                s = 0.0
+                for c in range(k1):
+                    s += W[oi + c] * W[om + c]
+                # lower triangle, row-major flat index of (ri, rm) with ri >= rm
+                if ri >= rm:
+                    S_flat[ri * q2 + rm] -= s
+                else:
+                    S_flat[rm * q2 + ri] -= s
+    return logdet
+
+
+@njit(cache=True)
+def _solve_L11(L11, B, k1, transpose):
+    nlev = L11.shape[0]
+    out = B.copy()
+    ncol = B.shape[1]
+    for j in range(nlev):
+        o = j * k1
+        for col in range(ncol):
+            if not transpose:
+                for c in range(k1):
+                    s = out[o + c, col]
+                    for t in range(c):
+                        s -= L11[j, c, t] * out[o + t, col]
+                    out[o + c, col] = s / L11[j, c, c]
+            else:
+                for c in range(k1 - 1, -1, -1):
+                    s = out[o + c, col]
+                    for t in range(c + 1, k1):
+                        s -= L11[j, t, c] * out[o + t, col]
+                    out[o + c, col] = s / L11[j, c, c]
+    return out
+
+
+@njit(cache=True)
+def _L21_times(W, lev_ptr, lev_rows, k1, X1, q2):
+    """L21 @ X1  (q2 x ncol)."""
+    ncol = X1.shape[1]
+    out = np.zeros((q2, ncol))
+    nlev = lev_ptr.shape[0] - 1
+    for j in range(nlev):
+        for i in range(lev_ptr[j], lev_ptr[j + 1]):
+            r = lev_rows[i]
+            for c in range(k1):
+                w = W[i * k1 + c]
+                for col in range(ncol):
+                    out[r, col] += w * X1[j * k1 + c, col]
+    return out
+
+
+@njit(cache=True)
+def _L21t_times(W, lev_ptr, lev_rows, k1, Y2, q1):
+    """L21' @ Y2  (q1 x ncol)."""
+    ncol = Y2.shape[1]
+    out = np.zeros((q1, ncol))
+    nlev = lev_ptr.shape[0] - 1
+    for j in range(nlev):
+        for i in range(lev_ptr[j], lev_ptr[j + 1]):
+            r = lev_rows[i]
+            for c in range(k1):
+                w = W[i * k1 + c]
+                for col in range(ncol):
+                    out[j * k1 + c, col] += w * Y2[r, col]
+    return out
+
+
+class BlockedCholesky:
+    """Same interface as :class:`~sparsemixed.linalg.cholesky.SparseCholesky`, P = I."""
+
+    ordering = "blocked"
+
+    def __init__(self, indptr, indices, q1: int, k1: int):
+        q = indptr.size - 1
+        self.q, self.q1, self.k1, self.q2 = q, q1, k1, q - q1
+        col = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
+        row = indices.astype(np.int64)
+        pos = np.arange(row.size, dtype=np.int64)
+        in11 = (col < q1) & (row < q1)
+        in21 = (col < q1) & (row >= q1)
+        in22 = col >= q1
+        lev = col // k1
+        if np.any(row[in11] // k1 != lev[in11]):
+            raise ValueError("leading block of M is not block diagonal")
+        self.pos11 = np.column_stack([pos[in11], lev[in11], row[in11] % k1, col[in11] % k1]).astype(np.int64)
+        # per level: union of rows (in q2 space) of its k1 columns
+        r21, l21, c21 = row[in21] - q1, lev[in21], col[in21] % k1
+        keys = l21 * self.q2 + r21
+        uk, inv = np.unique(keys, return_inverse=True)
+        self.lev_rows = (uk % max(self.q2, 1)).astype(np.int64)
+        nlev = q1 // k1
+        self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // max(self.q2, 1), minlength=nlev))]).astype(np.int64)
+        self.pos21 = pos[in21]
+        self.w_off = (inv.reshape(-1) * k1 + c21).astype(np.int64)
+        r22, c22 = row[in22] - q1, col[in22] - q1
+        self.pos22 = np.column_stack([pos[in22], r22 * self.q2 + c22]).astype(np.int64)
+        self.L11 = np.zeros((nlev, k1, k1))
+        self.W = np.zeros(self.lev_rows.size * k1)
+        self.S = np.zeros((self.q2, self.q2))
+        self._logdet = np.nan
+
+    def factorize_values(self, Mdata: np.ndarray) -> None:
+        ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
+                              self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
+                              self.q2, self.L11, self.W)
+        if not np.isfinite(ld11):
+            raise NumericalError("the leading block of M is not positive definite (non-finite theta or data?)")
+        ld22 = 0.0
+        if self.q2:
+            # S holds the lower triangle row-major == upper triangle column-major (Fortran view)
+            with _one_blas_thread():
+                c, info = sla.lapack.dpotrf(self.S.T, lower=0, clean=0, overwrite_a=1)
+            if info != 0:
+                raise NumericalError(
+                    "the Schur complement of M is not positive definite "
+                    f"(LAPACK dpotrf info={info}); check for non-finite or extreme values")
+            self.R22 = c      # upper triangular, R22' R22 = S  (L22 = R22')
+            ld22 = 2.0 * float(np.log(np.diag(c)).sum())
+        self._logdet = ld11 + ld22
+
+    def factorize(self, M) -> None:
+        self.factorize_values(M.data)
+
+    def logdet(self) -> float:
+        return self._logdet
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        B = np.asarray(B, dtype=float)
+        vec = B.ndim == 1
+        B2 = B.reshape(B.shape[0], -1)
+        x1 = _solve_L11(self.L11, np.ascontiguousarray(B2[: self.q1]), self.k1, False)
+        out = np.empty_like(B2)
+        out[: self.q1] = x1
+        if self.q2:
+            rhs = B2[self.q1:] - _L21_times(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2)
+            with _one_blas_thread():
+                out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
+        return out.reshape(-1) if vec else out
+
+    def solve_Lt(self, B: np.ndarray) -> np.ndarray:
+        B = np.asarray(B, dtype=float)
+        vec = B.ndim == 1
+        B2 = B.reshape(B.shape[0], -1)
+        out = np.empty_like(B2)
+        rhs1 = np.ascontiguousarray(B2[: self.q1])
+        if self.q2:
+            with _one_blas_thread():
+                y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
+            out[self.q1:] = y2
+            rhs1 = rhs1 - _L21t_times(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1)
+        out[: self.q1] = _solve_L11(self.L11, np.ascontiguousarray(rhs1), self.k1, True)
+        return out.reshape(-1) if vec else out
+
+    def perm(self) -> np.ndarray:
+        return np.arange(self.q)
+
+    def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
+        """M^-1 on the stored (lower) pattern of M, in M.data order."""
+        if self.q2:
+            with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
+                U, info = sla.lapack.dpotri(self.R22, lower=0)
+            if info != 0:
+                raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
+            U = np.triu(U)
+            Sinv = U + np.triu(U, 1).T      # S^-1 from its upper triangle
+        else:
+            Sinv = np.zeros((0, 0))
+        return _selected_inverse(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, Sinv,
+                                 self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
+
+
+@njit(cache=True)
+def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, Sinv, pos11, pos21, w_off, pos22, q2, out):
+    """M^-1 on M's lower pattern from the blocked factor and Sinv = S^-1 (full, symmetric).
+
+        (M^-1)_22 = S^-1
+        (M^-1)_21 = -S^-1 L21 L11^-1                      (level by level, rows R_j)
+        (M^-1)_11 = L11^-T (I + L21' S^-1 L21) L11^-1     (diagonal blocks only)
+    """
+    nlev = L11.shape[0]
+    Minv11 = np.zeros((nlev, k1, k1))
+    Minv21 = np.zeros(W.shape[0])
+    for j in range(nlev):
+        base = lev_ptr[j]
+        nr = lev_ptr[j + 1] - base
+        # Y = Sinv[R, R] W_j  (nr x k1)
+        Y = np.zeros((nr, k1))
+        for i in range(nr):
+            ri = lev_rows[base + i]
+            for m in range(nr):
+                s = Sinv[ri, lev_rows[base + m]]
+                om = (base + m) * k1
+                for c in range(k1):
+                    Y[i, c] += s * W[om + c]
+        # Linv = L11_j^-1 (k1 x k1 lower)
+        Linv = np.zeros((k1, k1))
+        for c in range(k1):
+            Linv[c, c] = 1.0 / L11[j, c, c]
+            for r in range(c + 1, k1):
+                s = 0.0
+                for t in range(c, r):
+                    s -= L11[j, r, t] * Linv[t, c]
+                Linv[r, c] = s / L11[j, r, r]
+        # Minv21 rows: -Y Linv
+        for i in range(nr):
+            o = (base + i) * k1
+            for c in range(k1):
+                s = 0.0
+                for t in range(k1):
+                    s -= Y[i, t] * Linv[t, c]
+                Minv21[o + c] = s
+        # inner = I + W_j' Y ; Minv11_j = Linv' inner Linv
+        inner = np.eye(k1)
+        for i in range(nr):
+            o = (base + i) * k1
+            for a in range(k1):
+                for b in range(k1):
+                    inner[a, b] += W[o + a] * Y[i, b]
+        for a in range(k1):
+            for b in range(k1):
+                s = 0.0
+                for x in range(k1):
+                    for y in range(k1):
+                        s += Linv[x, a] * inner[x, y] * Linv[y, b]
+                Minv11[j, a, b] = s
+    for e in range(pos11.shape[0]):
+        out[pos11[e, 0]] = Minv11[pos11[e, 1], pos11[e, 2], pos11[e, 3]]
+    for e in range(pos21.shape[0]):
+        out[pos21[e]] = Minv21[w_off[e]]
+    for e in range(pos22.shape[0]):
+        f = pos22[e, 1]
+        out[pos22[e, 0]] = Sinv[f // q2, f % q2]
+    return out
