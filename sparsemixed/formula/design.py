@@ -76,15 +76,14 @@ def _as_frame(data) -> pd.DataFrame:
     return frame
 
 
-def _numeric_vector(values, what: str, n: int) -> np.ndarray:
-    arr = pd.Series(values) if not isinstance(values, pd.Series) else values
-    if len(arr) != n:
-        raise DataError(f"{what} has length {len(arr)} but the data have {n} rows")
-    if arr.dtype == bool or isinstance(arr.dtype, pd.CategoricalDtype) or arr.dtype == object \
-            or pd.api.types.is_string_dtype(arr.dtype):
-        if not pd.api.types.is_numeric_dtype(arr.dtype) or arr.dtype == bool:
-            raise DataError(f"{what} must be numeric, got dtype {arr.dtype}")
-    return arr
+def _numeric_vector(values, what: str, index) -> pd.Series:
+    """weights/offset as a float Series aligned with the data (NA kept for the NA policy)."""
+    vec = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).reshape(-1))
+    if len(vec) != len(index):
+        raise DataError(f"{what} has length {len(vec)} but the data have {len(index)} rows")
+    if vec.dtype == bool or not pd.api.types.is_numeric_dtype(vec.dtype):
+        raise DataError(f"{what} must be numeric, got dtype {vec.dtype}")
+    return pd.Series(vec.to_numpy(dtype=float, na_value=np.nan), index=index)
 
 
 @dataclass
@@ -155,9 +154,8 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
         if isinstance(vec, str):
             _missing_columns({vec}, frame, f"{label}={vec!r}")
             vec = frame[vec]
-        extra[label] = _numeric_vector(pd.Series(np.asarray(vec), index=frame.index)
-                                       if not isinstance(vec, pd.Series) else vec, label, len(frame))
-    na = sub.isna().any(axis=1).to_numpy()
+        extra[label] = _numeric_vector(vec, label, frame.index)
+    na = sub.isna().any(axis=1).to_numpy().copy()
     for label, vec in extra.items():
         na |= pd.isna(vec).to_numpy()
     if na.any():
