@@ -255,17 +255,15 @@ class BlockedCholesky:
                 U, info = sla.lapack.dpotri(self.R22, lower=0)
             if info != 0:
                 raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
-            U = np.triu(U)
-            Sinv = U + np.triu(U, 1).T      # S^-1 from its upper triangle
         else:
-            Sinv = np.zeros((0, 0))
-        return _selected_inverse(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, Sinv,
+            U = np.zeros((0, 0), order="F")
+        return _selected_inverse(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
                                  self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
 
 
 @njit(cache=True)
-def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, Sinv, pos11, pos21, w_off, pos22, q2, out):
-    """M^-1 on M's lower pattern from the blocked factor and Sinv = S^-1 (full, symmetric).
+def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos22, q2, out):
+    """M^-1 on M's lower pattern from the blocked factor and U, the upper triangle of S^-1.
 
         (M^-1)_22 = S^-1
         (M^-1)_21 = -S^-1 L21 L11^-1                      (level by level, rows R_j)
@@ -282,7 +280,8 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, Sinv, pos11, pos21, w_off, 
         for i in range(nr):
             ri = lev_rows[base + i]
             for m in range(nr):
-                s = Sinv[ri, lev_rows[base + m]]
+                rm = lev_rows[base + m]
+                s = U[ri, rm] if ri <= rm else U[rm, ri]
                 om = (base + m) * k1
                 for c in range(k1):
                     Y[i, c] += s * W[om + c]
@@ -323,5 +322,6 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, Sinv, pos11, pos21, w_off, 
         out[pos21[e]] = Minv21[w_off[e]]
     for e in range(pos22.shape[0]):
         f = pos22[e, 1]
-        out[pos22[e, 0]] = Sinv[f // q2, f % q2]
+        a, b = f // q2, f % q2
+        out[pos22[e, 0]] = U[a, b] if a <= b else U[b, a]
     return out

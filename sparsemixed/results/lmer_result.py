@@ -164,14 +164,12 @@ class LmerResult:
 
     def fitted(self) -> np.ndarray:
         """X beta + Z b (+ offset) for the rows used in the fit."""
-        from ..model import _match_rows
-
-        m = self.model
-        fr = self._frame()
-        X = fr.X[:, m.fixef_cols]
-        Z = z_matrix([fr.rows[i] for i in _match_rows(fr.terms, m.terms)], [t.nlevels for t in m.terms])
+        X, Z = self.model_matrices()
         out = X @ self.beta + Z @ self.b
-        return out + fr.offset if fr.offset is not None else out
+        offset = self.model.offset_arg
+        if offset is None:
+            return out
+        return out + self._frame().offset
 
     def residuals(self, type: str = "response") -> np.ndarray:
         fr = self._frame()
@@ -182,6 +180,37 @@ class LmerResult:
             w = fr.weights if fr.weights is not None else 1.0
             return r * np.sqrt(w) / self.sigma
         raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+
+    def model_matrices(self):
+        """(X, Z) for the rows used in the fit, re-encoded from the model's data (Z sparse CSR)."""
+        from ..model import _match_rows
+
+        m = self.model
+        fr = self._frame()
+        Z = z_matrix([fr.rows[i] for i in _match_rows(fr.terms, m.terms)], [t.nlevels for t in m.terms])
+        return fr.X[:, m.fixef_cols], Z
+
+    def getME(self, name: str):
+        """lme4's getME: 'X', 'Z', 'Zt', 'y', 'Lambda', 'Lambdat', 'Lind', 'theta', 'lower',
+        'beta', 'u', 'b', 'sigma', 'n', 'p', 'q', 'L' (the factor object), 'RX', 'RZX'."""
+        m = self.model
+        if name in ("X", "Z", "Zt"):
+            X, Z = self.model_matrices()
+            return {"X": X, "Z": Z, "Zt": Z.T.tocsc()}[name]
+        if name == "y":
+            return self._frame().y
+        if name in ("RX", "RZX", "L"):
+            state = m.pls(self.theta)
+            return {"RX": state.RX, "RZX": state.RZX, "L": m.factor}[name]
+        simple = {
+            "Lambda": lambda: m.Lambda(self.theta), "Lambdat": lambda: m.Lambda(self.theta).T.tocsc(),
+            "Lind": lambda: m.Lind + 1, "theta": lambda: self.theta, "lower": lambda: m.lower,
+            "beta": lambda: self.beta, "u": lambda: self.u, "b": lambda: self.b,
+            "sigma": lambda: self.sigma, "n": lambda: m.nobs, "p": lambda: m.p, "q": lambda: m.q,
+        }
+        if name not in simple:
+            raise KeyError(f"getME: unknown name {name!r}; known: X, Z, Zt, y, RX, RZX, L, {', '.join(simple)}")
+        return simple[name]()
 
     # -- display ---------------------------------------------------------------------
     def summary(self) -> str:
