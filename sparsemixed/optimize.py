@@ -100,6 +100,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
 
         alg = {"bobyqa": nlopt.LN_BOBYQA, "newuoa": nlopt.LN_NEWUOA_BOUND,
                "nelder_mead": nlopt.LN_NELDERMEAD}[summary.method]
+        if alg == nlopt.LN_NEWUOA_BOUND and x0.size < 2:
+            alg = nlopt.LN_BOBYQA       # NEWUOA needs at least two parameters
         opt = nlopt.opt(alg, x0.size)
         opt.set_min_objective(lambda x, grad: counted(x))
         opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
