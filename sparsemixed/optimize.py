@@ -52,6 +52,28 @@ def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return x
 
 
+MAX_BOUNDARY_RESTARTS = 3
+BOUNDARY_STEPS = (1e-3, 0.05)
+
+
+def _leave_boundary(fun, x, fx, lower):
+    """Second-order check of an optimum with coordinates on their bound.
+
+    The criterion is even in each bounded theta_k, so its gradient there is 0 and a
+    gradient method can stop on the bound although the optimum is interior.  Try small
+    steps into the interior, coordinate by coordinate; return the first point that is
+    better (to restart from), or None when the boundary point is a local minimum.
+    """
+    on = np.flatnonzero(np.isfinite(lower) & (x <= lower + 1e-12))
+    for k in on:
+        for step in BOUNDARY_STEPS:
+            trial = x.copy()
+            trial[k] = lower[k] + step
+            if fun(trial) < fx - 1e-10 * max(1.0, abs(fx)):
+                return trial
+    return None
+
+
 def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
 
@@ -87,12 +109,17 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
         from scipy.optimize import minimize as sp_min
 
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        if fun_grad is not None:
-            res = sp_min(counted_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                         options={"maxfun": summary.maxeval, "ftol": summary.ftol_rel, "gtol": summary.gtol})
-        else:
-            res = sp_min(counted, x0, method="L-BFGS-B", bounds=bounds,
-                         options={"maxfun": summary.maxeval, "ftol": summary.ftol_rel, "gtol": summary.gtol})
+        opts = {"maxfun": summary.maxeval, "maxiter": summary.maxeval,
+                "ftol": summary.ftol_rel, "gtol": summary.gtol}
+        start = x0
+        for _ in range(MAX_BOUNDARY_RESTARTS + 1):
+            if fun_grad is not None:
+                res = sp_min(counted_grad, start, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+            else:
+                res = sp_min(counted, start, method="L-BFGS-B", bounds=bounds, options=opts)
+            start = _leave_boundary(counted, best["x"], best["f"], lower)
+            if start is None or summary.feval >= summary.maxeval:
+                break
         summary.returnvalue = str(res.message)
         ok = bool(res.success)
     else:

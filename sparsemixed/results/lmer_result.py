@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import scipy.linalg as sla
 
 from .. import objective as obj
 from ..crossprod import z_matrix
+from ..errors import MissingDataWarning
 from ..formula.design import build_model_frame
 from ..linalg.pls import random_effects
 from .varcorr import term_covariances, varcorr_frame
@@ -160,7 +162,9 @@ class LmerResult:
         m = self.model
         if m.data is None:
             raise ValueError("this needs the model's data, which was released (model.data is None)")
-        return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action)
+        with warnings.catch_warnings():          # the fit already reported dropped rows
+            warnings.simplefilter("ignore", MissingDataWarning)
+            return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action)
 
     def fitted(self) -> np.ndarray:
         """X beta + Z b (+ offset) for the rows used in the fit."""
