@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from . import objective as obj
-from .crossprod import cross_products
+from .crossprod import cross_products, z_matrix
 from .errors import DataError, RankDeficiencyWarning, SparseMixedError
 from .formula.bars import parse_formula
 from .gradient import gradient
@@ -245,9 +245,7 @@ class LinearMixedModel:
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
         minimize(lambda th: self.objective(th, reml), summary,
                  fun_grad=lambda th: self.objective_and_gradient(th, reml))
-        theta = summary.final.copy()
-        # lme4 reports exact zeros for diagonal elements that hit the bound
-        state = self.pls(theta)
+        state = self.pls(summary.final)       # refactor at the best theta seen
         return LmerResult.from_state(self, state, summary, reml)
 
     def refit(self, new_y, REML: bool | None = None, **fit_kw):
@@ -269,8 +267,6 @@ class LinearMixedModel:
         X = frame.X[:, self.fixef_cols]
         w = frame.weights
         new.gamma = self._shift(X, y, w)
-        from .crossprod import z_matrix
-
         ys = y - X @ new.gamma
         Z = z_matrix([frame.rows[i] for i in _match_rows(frame.terms, self.terms)], [t.nlevels for t in self.terms])
         wy = ys * w if w is not None else ys

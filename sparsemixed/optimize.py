@@ -52,7 +52,7 @@ def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return x
 
 
-MAX_BOUNDARY_RESTARTS = 3
+MAX_BOUNDARY_RESTARTS = 10
 BOUNDARY_STEPS = (1e-3, 0.05)
 
 
@@ -117,8 +117,15 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
                 res = sp_min(counted_grad, start, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
             else:
                 res = sp_min(counted, start, method="L-BFGS-B", bounds=bounds, options=opts)
+            if summary.feval >= summary.maxeval:
+                break
+            if not np.array_equal(res.x, best["x"]):
+                # L-BFGS-B stopped at an iterate worse than a point it had seen, typically a
+                # projection onto theta_k = 0 where the gradient vanishes by symmetry
+                start = best["x"].copy()
+                continue
             start = _leave_boundary(counted, best["x"], best["f"], lower)
-            if start is None or summary.feval >= summary.maxeval:
+            if start is None:
                 break
         summary.returnvalue = str(res.message)
         ok = bool(res.success)
