@@ -83,8 +83,8 @@ def _check_terms(terms, n: int) -> None:
         if t.nlevels < 2:
             raise DataError(
                 f"grouping factor {t.group.name!r} of term ({t.expr} | {t.group.name}) has only "
-                f"{t.nlevels} level; a random effect needs at least 2 sampled levels. Drop the term "
-                "or, for one group of crossed variance components, use sparsemixed.MixedLM"
+                f"{t.nlevels} level; a random effect needs at least 2 sampled levels (as in lme4). "
+                "Drop the term, or check that the column holds the grouping you meant"
             )
         if t.nlevels >= n:
             raise DataError(
