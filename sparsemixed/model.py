@@ -222,17 +222,20 @@ class LinearMixedModel:
 
     # -- fitting -----------------------------------------------------------------------
     def choose_optimizer(self) -> str:
-        """``"lbfgsb"`` (analytic gradient) when the factor gives a cheap selected inverse
-        (the blocked factor: a gradient costs about one more evaluation), else
-        ``"bobyqa"`` (derivative-free).  Deterministic, so refits give identical bits."""
-        return "lbfgsb" if getattr(self.factor, "ordering", "") == "blocked" else "bobyqa"
+        """The default optimizer: BOBYQA (derivative-free, lme4's default).
+
+        L-BFGS-B with the analytic gradient (``optimizer="lbfgsb"``) needs 2-4x fewer
+        evaluations (benchmarks/results/2026-11-25-optimizers.md) but is not yet robust
+        enough to be the default: on random designs with several terms per factor it can
+        stop at a projection onto theta_k = 0, or step to a theta where X'V^-1X is
+        numerically singular (tests/test_properties.py found both)."""
+        return "bobyqa"
 
     def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
             maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8):
         """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`.
 
-        ``optimizer="auto"`` uses L-BFGS-B with the analytic gradient where a gradient is
-        cheap (see :meth:`choose_optimizer`) and BOBYQA otherwise; see
+        ``optimizer="auto"`` is :meth:`choose_optimizer`'s choice; see
         :mod:`sparsemixed.optimize` for the methods.
         """
         from .results.lmer_result import LmerResult

@@ -5,7 +5,8 @@ MixedModels.jl).  Methods: ``"bobyqa"`` (nlopt's BOBYQA, lme4's default),
 ``"newuoa"`` (nlopt NEWUOA with bounds), ``"nelder_mead"`` (nlopt), and
 ``"lbfgsb"`` (scipy L-BFGS-B with the analytic gradient of
 :mod:`sparsemixed.gradient`).  The default was chosen by
-measurement (``benchmarks/optimizers.py``).  No optimizer starts on the boundary.
+measurement (``benchmarks/optimizers.py``) and robustness (see
+``LinearMixedModel.choose_optimizer``).  No optimizer starts on the boundary.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConvergenceWarning, SparseMixedError
+from .errors import ConvergenceWarning, NumericalError, SparseMixedError
 
 METHODS = ("bobyqa", "newuoa", "nelder_mead", "lbfgsb")
 DEFAULT_METHOD = "auto"
@@ -74,6 +75,23 @@ def _leave_boundary(fun, x, fx, lower):
     return None
 
 
+BOUNDARY_SNAP = 0.01
+
+
+def _snap_to_boundary(fun, x, fx, lower):
+    """lme4's boundary check, wider: derivative-free methods stop a little inside the
+    bound when the optimum is on it (the criterion is flat there, even in theta_k).  Set
+    each bounded coordinate within BOUNDARY_SNAP of its bound onto it when that is no worse."""
+    x = x.copy()
+    for k in np.flatnonzero(np.isfinite(lower) & (x > lower) & (x - lower < BOUNDARY_SNAP)):
+        trial = x.copy()
+        trial[k] = lower[k]
+        ft = fun(trial)
+        if ft <= fx:
+            x, fx = trial, ft
+    return x, fx
+
+
 def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
 
@@ -86,7 +104,10 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
     best = {"f": np.inf, "x": x0.copy()}
 
     def counted(x):
-        f = float(fun(np.asarray(x, dtype=float)))
+        try:
+            f = float(fun(np.asarray(x, dtype=float)))
+        except NumericalError:      # e.g. X'V^-1X numerically singular at an extreme theta
+            f = np.inf
         summary.feval += 1
         if not np.isfinite(f):
             f = 1e300
@@ -95,7 +116,10 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
         return f
 
     def counted_grad(x):
-        f, g = fun_grad(np.asarray(x, dtype=float))
+        try:
+            f, g = fun_grad(np.asarray(x, dtype=float))
+        except NumericalError:
+            f, g = np.inf, None
         summary.feval += 1
         summary.geval += 1
         if not np.isfinite(f):
@@ -154,8 +178,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
                  nlopt.ROUNDOFF_LIMITED: "ROUNDOFF_LIMITED"}
         summary.returnvalue = names.get(rc, str(rc))
         ok = rc in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED, nlopt.ROUNDOFF_LIMITED)
+    summary.final, summary.fmin = _snap_to_boundary(counted, best["x"], best["f"], lower)
     summary.seconds = time.perf_counter() - t0
-    summary.final, summary.fmin = best["x"], best["f"]
     summary.converged = ok
     if not ok:
         warnings.warn(

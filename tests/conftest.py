@@ -1,7 +1,15 @@
 import json
 import pathlib
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed, derandomized set of examples (reproducible); locally hypothesis explores.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 import sparsemixed as sm
 

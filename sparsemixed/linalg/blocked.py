@@ -128,34 +128,22 @@ def _solve_L11(L11, B, k1, transpose):
 
 
 @njit(cache=True)
-def _L21_times(W, lev_ptr, lev_rows, k1, X1, q2):
-    """L21 @ X1  (q2 x ncol)."""
-    ncol = X1.shape[1]
-    out = np.zeros((q2, ncol))
+def _L21_product(W, lev_ptr, lev_rows, k1, B, nout, transpose):
+    """L21 @ B (q2 x ncol) or, with ``transpose``, L21' @ B (q1 x ncol)."""
+    ncol = B.shape[1]
+    out = np.zeros((nout, ncol))
     nlev = lev_ptr.shape[0] - 1
     for j in range(nlev):
         for i in range(lev_ptr[j], lev_ptr[j + 1]):
             r = lev_rows[i]
             for c in range(k1):
                 w = W[i * k1 + c]
+                a = j * k1 + c
                 for col in range(ncol):
-                    out[r, col] += w * X1[j * k1 + c, col]
-    return out
-
-
-@njit(cache=True)
-def _L21t_times(W, lev_ptr, lev_rows, k1, Y2, q1):
-    """L21' @ Y2  (q1 x ncol)."""
-    ncol = Y2.shape[1]
-    out = np.zeros((q1, ncol))
-    nlev = lev_ptr.shape[0] - 1
-    for j in range(nlev):
-        for i in range(lev_ptr[j], lev_ptr[j + 1]):
-            r = lev_rows[i]
-            for c in range(k1):
-                w = W[i * k1 + c]
-                for col in range(ncol):
-                    out[j * k1 + c, col] += w * Y2[r, col]
+                    if transpose:
+                        out[a, col] += w * B[r, col]
+                    else:
+                        out[r, col] += w * B[a, col]
     return out
 
 
@@ -226,7 +214,7 @@ class BlockedCholesky:
         out = np.empty_like(B2)
         out[: self.q1] = x1
         if self.q2:
-            rhs = B2[self.q1:] - _L21_times(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2)
+            rhs = B2[self.q1:] - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2, False)
             with _one_blas_thread():
                 out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
         return out.reshape(-1) if vec else out
@@ -241,7 +229,7 @@ class BlockedCholesky:
             with _one_blas_thread():
                 y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
             out[self.q1:] = y2
-            rhs1 = rhs1 - _L21t_times(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1)
+            rhs1 = rhs1 - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1, True)
         out[: self.q1] = _solve_L11(self.L11, np.ascontiguousarray(rhs1), self.k1, True)
         return out.reshape(-1) if vec else out
 
