@@ -165,9 +165,9 @@ def main() -> None:
     notes = (
         "- build: sparsemixed `lmer()` (model frame, cross-products, Lambda/M structures, ordering "
         "choice and symbolic analysis); lme4 `lFormula()` + `mkLmerDevfun()`.\n"
-        "- fit: sparsemixed `fit()` (default optimizer: L-BFGS-B with the analytic gradient on the "
-        "blocked factor, BOBYQA otherwise; an L-BFGS-B evaluation computes criterion and gradient "
-        "together, timed in 'ms / eval + gradient'); lme4 the elapsed time of `lmer()` minus build.\n"
+        "- fit: sparsemixed `fit()` with its default optimizer (the 'optimizer' column); "
+        "'ms / eval + gradient' times criterion and analytic gradient together, what one "
+        "L-BFGS-B evaluation costs; lme4 the elapsed time of `lmer()` minus build.\n"
         f"- ms / evaluation: median of {N_EVAL} calls of the profiled REML criterion "
         "(`model.objective(theta)`, lme4's devfun) at the x1 optimum.\n"
         "- peak RSS: maximum resident set of the case's own process (data loading included).\n"
