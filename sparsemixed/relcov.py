@@ -13,6 +13,7 @@ gets exactly one contribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,7 +90,7 @@ class RelCov:
         return cls(q, Lr, Lc, Lind, M_indptr, M_indices, src, t12, t2, target, diag_pos,
                    np.asarray(A.data, dtype=float).copy())
 
-    @property
+    @cached_property
     def mult(self) -> np.ndarray:
         """2 for off-diagonal stored entries of M, 1 on the diagonal (symmetric trace weights)."""
         m = np.full(self.nnz_M, 2.0)
