@@ -56,7 +56,7 @@ class SparseCholesky:
                 self._f = _cholmod.analyze(M, mode="supernodal", ordering_method=self.ordering)
             else:  # pragma: no cover - scikit-sparse >= 0.5 without the legacy API
                 self._f = None
-        self._pending = None
+        self._minv_pos = None
 
     def __getstate__(self):
         return {"ordering": self.ordering, "q": self.q}
@@ -64,7 +64,7 @@ class SparseCholesky:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._f = None
-        self._pending = None
+        self._minv_pos = None
 
     def ensure(self, M: sp.csc_matrix) -> None:
         if self._f is None and _HAS_ANALYZE:
@@ -150,16 +150,6 @@ def _takahashi_kernel():
 _TAKAHASHI = None
 
 
-def _lookup(indptr, indices, rows, cols):
-    """Positions in a CSC pattern of entries (rows[i], cols[i]) (all present)."""
-    pos = np.empty(rows.size, dtype=np.int64)
-    for c in np.unique(cols):
-        sel = np.flatnonzero(cols == c)
-        seg = indices[indptr[c]: indptr[c + 1]]
-        pos[sel] = indptr[c] + np.searchsorted(seg, rows[sel])
-    return pos
-
-
 def cholmod_selected_inverse(chol: SparseCholesky, M_indptr, M_indices) -> np.ndarray:
     """M^-1 on M's stored lower pattern from a CHOLMOD factor (Takahashi on L's pattern)."""
     global _TAKAHASHI
@@ -168,11 +158,20 @@ def cholmod_selected_inverse(chol: SparseCholesky, M_indptr, M_indices) -> np.nd
     L = chol.L().tocsc()
     L.sort_indices()
     Z = _TAKAHASHI(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, np.zeros(L.nnz))
-    perm = chol.perm()
+    if getattr(chol, "_minv_pos", None) is None or chol._minv_pos.size != M_indices.size:
+        chol._minv_pos = _pattern_positions(chol.perm(), L, M_indptr, M_indices)
+    return Z[chol._minv_pos]
+
+
+def _pattern_positions(perm, L, M_indptr, M_indices) -> np.ndarray:
+    """Position in L's (permuted, lower) pattern of each stored entry of M; fixed once the
+    symbolic analysis is, so computed once per factor."""
+    q = M_indptr.size - 1
     iperm = np.empty_like(perm)
     iperm[perm] = np.arange(perm.size)
-    q = M_indptr.size - 1
-    c = iperm[np.repeat(np.arange(q), np.diff(M_indptr))]
-    r = iperm[M_indices]
+    c = iperm[np.repeat(np.arange(q), np.diff(M_indptr))].astype(np.int64)
+    r = iperm[M_indices].astype(np.int64)
     hi, lo = np.maximum(r, c), np.minimum(r, c)
-    return Z[_lookup(L.indptr, L.indices, hi, lo)]
+    Lcol = np.repeat(np.arange(q, dtype=np.int64), np.diff(L.indptr))
+    keys = Lcol * q + L.indices.astype(np.int64)       # sorted: CSC with sorted rows
+    return np.searchsorted(keys, lo * q + hi)
