@@ -16,7 +16,8 @@ Pipeline (one module per step):
 from . import datasets
 from .api import lmer
 from .errors import (ConvergenceWarning, DataError, FormulaError, MemoryLimitError,
-                     MissingDataWarning, NumericalError, RankDeficiencyWarning, SparseMixedError,
+                     IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
+                     SparseMixedError,
                      SparseMixedWarning)
 from .model import LinearMixedModel
 from .optimize import OptSummary
@@ -28,4 +29,5 @@ __all__ = [
     "lmer", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
     "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
+    "IdentifiabilityWarning",
 ]

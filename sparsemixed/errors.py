@@ -40,3 +40,8 @@ class MissingDataWarning(SparseMixedWarning):
 
 class RankDeficiencyWarning(SparseMixedWarning):
     """Aliased fixed-effect columns were dropped."""
+
+
+class IdentifiabilityWarning(SparseMixedWarning):
+    """A random-effects term has more variance-covariance parameters than its grouping
+    factor has levels: not all of them can be estimated (expect a singular fit)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import objective as obj
 from .crossprod import cross_products, z_matrix
-from .errors import DataError, RankDeficiencyWarning, SparseMixedError
+from .errors import DataError, IdentifiabilityWarning, RankDeficiencyWarning, SparseMixedError
 from .formula.bars import parse_formula
 from .gradient import gradient
 from .formula.design import build_model_frame
@@ -97,6 +97,35 @@ def _check_terms(terms, n: int) -> None:
                 f"term ({t.expr} | {t.group.name}) has {t.q} random effects for {n} observations; "
                 "its variance parameters and the residual variance are unidentifiable. Simplify the term"
             )
+        if t.cov.ntheta > t.nlevels:
+            warnings.warn(
+                f"term ({t.expr} | {t.group.name}) has {t.cov.ntheta} variance-covariance parameters "
+                f"but {t.group.name!r} has only {t.nlevels} levels: they cannot all be estimated and "
+                "the fit will likely be singular or depend on the starting point. Use '||' "
+                "(uncorrelated effects), fewer terms, or a grouping factor with more levels",
+                IdentifiabilityWarning, stacklevel=4)
+
+
+MAX_RANK_CHECK = 3000
+
+
+def _check_interpolation(cp, term_names) -> None:
+    """With q + p >= n the columns of [Z X] can span all n observations: then y is fitted
+    exactly as theta -> infinity, sigma -> 0 and the (restricted) likelihood is unbounded.
+    lme4 only checks each term's q < n; we check the rank of [Z X] (from its Gram matrix)
+    whenever q + p >= n, which happens only for small n."""
+    n, q, p = cp.n, cp.q, cp.p
+    if q + p < n or q + p > MAX_RANK_CHECK:
+        return
+    G = np.block([[cp.ZtZ.toarray(), cp.ZtX], [cp.ZtX.T, cp.XtX]])
+    ev = np.linalg.eigvalsh(G)
+    rank = int((ev > 1e-10 * max(ev[-1], 1e-300)).sum())
+    if rank >= n:
+        raise DataError(
+            f"the fixed effects ({p} columns) and random effects ({q}: terms "
+            f"{', '.join(term_names)}) together span all {n} observations, so the model can "
+            "reproduce y exactly and the likelihood has no maximum (the residual variance goes "
+            "to 0). Use fewer or coarser random-effects terms, or more data")
 
 
 class LinearMixedModel:
@@ -134,6 +163,7 @@ class LinearMixedModel:
         self._set_fixed(frame)
         y = frame.y - (frame.offset if frame.offset is not None else 0.0)
         self._build(rows, y, frame.weights, ordering)
+        _check_interpolation(self.crossprod, [t.name for t in self.terms])
 
     # -- construction ------------------------------------------------------------------
     def _set_fixed(self, frame) -> None:

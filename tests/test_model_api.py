@@ -641,3 +641,26 @@ def test_G_and_coef_on_sleepstudy_against_lme4():
         expected = SLEEP["fixef"][col] + np.array(ref["values"][col])
         got = coef.loc[levels, col].to_numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * np.abs(ref["values"][col]).max())
+
+
+def test_model_that_interpolates_the_data_is_refused():
+    # 8 rows; (1|g) + (1|h) form an 8-cycle (rank 7) and x adds the eighth dimension:
+    # y is reproduced exactly as theta -> infinity and the likelihood has no maximum
+    df = pd.DataFrame({"g": list("aabbccdd"), "h": list("ABBCCDDA"),
+                       "x": [0.3, -1.2, 0.8, 2.0, -0.4, 1.1, 0.05, -2.2],
+                       "y": [1.0, 2.5, 0.3, -1.0, 2.2, 0.7, 1.9, -0.6]})
+    with pytest.raises(sm.DataError, match="span all 8 observations"):
+        sm.lmer("y ~ x + (1|g) + (1|h)", df)
+    # one observation fewer per dimension: the same terms without x are a proper model
+    sm.lmer("y ~ 1 + (1|g) + (1|h)", df)
+
+
+def test_term_with_more_parameters_than_levels_warns():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"g": np.repeat(list("abcd"), 6), "x": rng.normal(size=24), "y": rng.normal(size=24),
+                       "f": np.tile(list("pqr"), 8)})
+    with pytest.warns(sm.IdentifiabilityWarning, match=r"6 variance-covariance parameters.*only 4 levels"):
+        sm.lmer("y ~ 1 + (0 + f | g)", df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sm.IdentifiabilityWarning)
+        sm.lmer("y ~ 1 + (1 + x | g)", df)      # 3 parameters, 4 levels

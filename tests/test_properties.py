@@ -40,7 +40,7 @@ def unbalanced_frames(draw, min_rows: int = 14):
     b  a second factor crossed with g, random per row
     x  continuous covariate, f  a 3-level factor, w  positive weights, y response
     """
-    ng = draw(st.integers(3, 7))
+    ng = draw(st.integers(3, 9))
     sizes = draw(st.lists(st.integers(1, 7), min_size=ng, max_size=ng))
     # make sure the set really is unbalanced and holds a level with 1-2 rows
     sizes[draw(st.integers(0, ng - 1))] = draw(st.integers(1, 2))
@@ -451,6 +451,9 @@ def test_fit_invariant_to_row_order_and_level_labels(name, df, seed, reml):
         # sum of their variances is identified; ask for a design where both are
         n_sub = df.groupby("a")["h"].nunique()
         assume(int((n_sub >= 2).sum()) >= 2)
+    # a term with as many covariance parameters as levels has no well-defined optimum
+    # (IdentifiabilityWarning): two row orders may then stop at different local optima
+    assume(all(t.cov.ntheta < t.nlevels for t in model.terms))
     rng = np.random.default_rng(seed)
     base = _fit(formula, df, reml)
 

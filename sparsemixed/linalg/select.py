@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import SparseMixedError
 from .blocked import MAX_DENSE_Q2, BlockedCholesky
@@ -22,21 +23,20 @@ MAX_PAIRS = 50_000_000
 
 
 def schur_density(blocked: BlockedCholesky) -> float:
-    """Fraction of the lower triangle of S = M22 - L21 L21' that is structurally nonzero."""
+    """Fraction of the lower triangle of S = M22 - L21 L21' that is structurally nonzero:
+    the pattern of M22 united with that of B'B, B (levels x q2) being L21's pattern."""
     q2 = blocked.q2
     if q2 == 0:
         return 1.0
     sizes = np.diff(blocked.lev_ptr)
     if int((sizes.astype(np.int64) ** 2).sum()) > MAX_PAIRS:
         return 1.0
-    keys = [blocked.pos22[:, 1]]
-    for j in np.flatnonzero(sizes > 0):
-        r = blocked.lev_rows[blocked.lev_ptr[j]: blocked.lev_ptr[j + 1]]
-        hi, lo = np.meshgrid(r, r, indexing="ij")
-        keep = hi >= lo
-        keys.append(hi[keep] * q2 + lo[keep])
-    nnz = np.unique(np.concatenate(keys)).size
-    return nnz / (q2 * (q2 + 1) / 2)
+    B = sp.csr_matrix((np.ones(blocked.lev_rows.size, dtype=np.int32), blocked.lev_rows, blocked.lev_ptr),
+                      shape=(sizes.size, q2))
+    f = blocked.pos22[:, 1]
+    M22 = sp.csr_matrix((np.ones(f.size, dtype=np.int32), (f // q2, f % q2)), shape=(q2, q2))
+    pattern = sp.tril((B.T @ B) + M22 + M22.T)
+    return pattern.nnz / (q2 * (q2 + 1) / 2)
 
 
 def cholmod_candidates(M, orderings=ORDERINGS):
