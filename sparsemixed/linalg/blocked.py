@@ -264,15 +264,22 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
         base = lev_ptr[j]
         nr = lev_ptr[j + 1] - base
         # Y = Sinv[R, R] W_j  (nr x k1)
+        # (Sinv symmetric: visit each pair once; lev_rows ascend within a level, so
+        #  U[rm, ri] with rm <= ri is in the stored upper triangle, read down a column)
         Y = np.zeros((nr, k1))
         for i in range(nr):
             ri = lev_rows[base + i]
-            for m in range(nr):
+            oi = (base + i) * k1
+            for m in range(i):
                 rm = lev_rows[base + m]
-                s = U[ri, rm] if ri <= rm else U[rm, ri]
+                s = U[rm, ri]
                 om = (base + m) * k1
                 for c in range(k1):
                     Y[i, c] += s * W[om + c]
+                    Y[m, c] += s * W[oi + c]
+            s = U[ri, ri]
+            for c in range(k1):
+                Y[i, c] += s * W[oi + c]
         # Linv = L11_j^-1 (k1 x k1 lower)
         Linv = np.zeros((k1, k1))
         for c in range(k1):
