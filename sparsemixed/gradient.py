@@ -22,6 +22,16 @@ import scipy.linalg as sla
 
 
 def gradient(state, crossprod, relcov, chol, reml: bool) -> np.ndarray:
+    """Gradient of the profiled criterion (ML deviance or REML criterion) at state.theta."""
+    dlogM, dlogRX, dr2 = gradient_parts(state, crossprod, relcov, chol, reml)
+    nu = crossprod.n - (crossprod.p if reml else 0)
+    return dlogM + dlogRX + nu * dr2 / state.r2
+
+
+def gradient_parts(state, crossprod, relcov, chol, reml: bool):
+    """(d log|M|, d log|R_X|^2 (zeros for ML), d r2) with respect to theta, each a vector;
+    the pieces of any criterion built from log|M|, log|R_X|^2 and r2 (e.g. the deviance
+    as a function of (sigma, theta))."""
     theta = state.theta
     ntheta = theta.size
     Minv = chol.selected_inverse(relcov.M_indptr, relcov.M_indices)
@@ -38,13 +48,12 @@ def gradient(state, crossprod, relcov, chol, reml: bool) -> np.ndarray:
     r = crossprod.Zty - (crossprod.ZtX @ state.beta if state.beta.size else 0.0) - ZtZ @ b
     rows, cols, lind = relcov.Lrows, relcov.Lcols, relcov.Lind
     dr2 = -2.0 * np.bincount(lind, weights=r[rows] * u[cols], minlength=ntheta)
-    nu = crossprod.n - (crossprod.p if reml else 0)
-    g = g + nu * dr2 / state.r2
+    dlogRX = np.zeros(ntheta)
     if reml and crossprod.p:
         C = np.asarray(chol.solve_Lt(state.RZX)).reshape(relcov.q, -1)
         H = crossprod.ZtX - ZtZ @ (Lam @ C)
         G = np.asarray(Lam.T @ H)
         Rinv = sla.solve_triangular(state.RX, np.eye(state.RX.shape[0]), lower=False)
         GK = G @ (Rinv @ Rinv.T)
-        g = g - 2.0 * np.bincount(lind, weights=np.einsum("ij,ij->i", GK[cols], H[rows]), minlength=ntheta)
-    return g
+        dlogRX = -2.0 * np.bincount(lind, weights=np.einsum("ij,ij->i", GK[cols], H[rows]), minlength=ntheta)
+    return g, dlogRX, dr2
