@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSPKGS := build-essential python3-dev python3-venv libsuitesparse-dev libopenblas0-pthread
-RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite
+RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite r-cran-numderiv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SS_HEADER := $(firstword $(wildcard /usr/include/suitesparse/SuiteSparse_config.h /usr/include/SuiteSparse_config.h))
 

@@ -157,6 +157,25 @@ class LmerResult:
         L = self.model.Lambda(self.theta)
         return (self.sigma ** 2) * (L @ L.T).tocsc()
 
+    # -- variance parameters ---------------------------------------------------------
+    def vcov_varpar(self) -> pd.DataFrame:
+        """Approximate covariance 2 H^-1 of (sigma, theta), H the Hessian of the deviance in
+        (sigma, theta) (see :mod:`.varpar`; boundary parameters get NaN and a VarParWarning).
+        ``.attrs`` holds the Hessian, the boundary mask and the note."""
+        from .varpar import varpar_cov
+
+        vc = varpar_cov(self.model, self.sigma, self.theta, self.REML)
+        df = pd.DataFrame(vc.cov, index=vc.names, columns=vc.names)
+        df.attrs.update(hessian=vc.hessian, boundary=vc.boundary,
+                        positive_definite=vc.positive_definite, note=vc.note)
+        return df
+
+    @property
+    def varpar_se(self) -> pd.Series:
+        """Standard errors of (sigma, theta): sqrt of the diagonal of :meth:`vcov_varpar`."""
+        V = self.vcov_varpar()
+        return pd.Series(np.sqrt(np.diag(V.to_numpy())), index=V.index, name="Std. Error")
+
     # -- row-level quantities (re-encode the model's data) ----------------------------
     def _frame(self):
         m = self.model
