@@ -12,6 +12,7 @@ Pipeline (one module per step):
     optimize          optimizer and OptSummary
     model             LinearMixedModel: objective(theta), fit()
     results           LmerResult: fixef, vcov, varcorr, ranef, summary
+    mixedlm           statsmodels' MixedLM interface (params packing, score, Hessian)
 """
 from . import datasets
 from .api import lmer
@@ -19,6 +20,7 @@ from .errors import (ConvergenceWarning, DataError, FormulaError, MemoryLimitErr
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
                      SparseMixedError,
                      SparseMixedWarning)
+from .mixedlm import MixedLM, MixedLMParams, MixedLMResults, mixedlm
 from .model import LinearMixedModel
 from .optimize import OptSummary
 from .results import LmerResult
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "lmer", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
+    "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
     "IdentifiabilityWarning",

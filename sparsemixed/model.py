@@ -78,9 +78,9 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _check_terms(terms, n: int) -> None:
+def _check_terms(terms, n: int, single_level_ok: bool = False) -> None:
     for t in terms:
-        if t.nlevels < 2:
+        if t.nlevels < 2 and not single_level_ok:
             raise DataError(
                 f"grouping factor {t.group.name!r} of term ({t.expr} | {t.group.name}) has only "
                 f"{t.nlevels} level; a random effect needs at least 2 sampled levels (as in lme4). "
@@ -164,6 +164,33 @@ class LinearMixedModel:
         y = frame.y - (frame.offset if frame.offset is not None else 0.0)
         self._build(rows, y, frame.weights, ordering)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
+
+    @classmethod
+    def from_parts(cls, y, X, X_names, terms, rows, REML: bool = True, ordering: str = "auto",
+                   label: str = "(model built from arrays)") -> "LinearMixedModel":
+        """A model from arrays and ready-made terms, without a formula (the route of the
+        statsmodels interface, whose single-group idiom for crossed variance components
+        needs a term with one level).  ``rows[i]`` gives term i's block of Z (``.Z()``).
+        Terms are put in lme4's order; ``model.term_order[j]`` is the input index of
+        model term j."""
+        self = cls.__new__(cls)
+        self.formula, self.parsed, self.REML, self.na_action = label, None, bool(REML), "fail"
+        self.n_dropped = 0
+        y = np.asarray(y, dtype=float).reshape(-1)
+        X = np.asarray(X, dtype=float).reshape(y.shape[0], -1)
+        order = _lme4_term_order(terms)
+        self.term_order = list(order)
+        self.terms = [terms[i] for i in order]
+        rows = [rows[i] for i in order]
+        for t, name in zip(self.terms, _unique_names([t.group.name for t in self.terms])):
+            t.name = t.name or name
+        _check_terms(self.terms, y.shape[0], single_level_ok=True)
+        self.fixed_spec, self.data, self.weights_arg, self.offset_arg = None, None, None, None
+        frame = type("Frame", (), {"X": X, "X_names": list(X_names), "weights": None})()
+        self._set_fixed(frame)
+        self._build(rows, y, None, ordering)
+        _check_interpolation(self.crossprod, [t.name for t in self.terms])
+        return self
 
     # -- construction ------------------------------------------------------------------
     def _set_fixed(self, frame) -> None:

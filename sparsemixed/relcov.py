@@ -80,13 +80,15 @@ class RelCov:
         keep = r2 >= c
         src, r2, c, t12, t2 = e2[keep], r2[keep], c[keep], t12[keep], t2[keep]
         diag = np.arange(q, dtype=np.int64)
-        keys = np.concatenate([c * q + r2, diag * q + diag])
+        # the pattern always holds every term's full within-level blocks (Lambda's own
+        # pattern), so that a selected inverse has all of diag(Lambda M^-1 Lambda')'s inputs
+        keys = np.concatenate([c * q + r2, diag * q + diag, Lc.astype(np.int64) * q + Lr])
         uniq, inv = np.unique(keys, return_inverse=True)
         M_indices = (uniq % q).astype(np.int64)
         M_cols = uniq // q
         M_indptr = np.concatenate([[0], np.cumsum(np.bincount(M_cols, minlength=q))]).astype(np.int64)
         target = inv[: src.size].astype(np.int64)
-        diag_pos = inv[src.size:].astype(np.int64)
+        diag_pos = inv[src.size: src.size + q].astype(np.int64)
         return cls(q, Lr, Lc, Lind, M_indptr, M_indices, src, t12, t2, target, diag_pos,
                    np.asarray(A.data, dtype=float).copy())
 

@@ -251,6 +251,33 @@ def test_objective_equals_dense_profiled_likelihood(name, df, data, reml):
     _check_objective_against_dense(name, df, data, reml, weighted=False)
 
 
+@pytest.mark.parametrize("name", ["crossed", "nested", "slope", "several_on_one", "slope_and_crossed"])
+@settings(max_examples=15, **SETTINGS)
+@given(df=unbalanced_frames(), data=st.data(), reml=st.booleans(), weighted=st.booleans())
+def test_gradient_equals_central_differences(name, df, data, reml, weighted):
+    """The analytic gradient (selected inverse) against central differences of the
+    criterion, at interior points and near the boundary (diagonals 0 and 1e-6 are drawn
+    often: the criterion is even in them, so differences across 0 are still central)."""
+    formula, _ = MODELS[name]
+    try:
+        model = _build(formula, df, REML=reml, **({"weights": "w"} if weighted else {}))
+    except sm.DataError:
+        assume(False)
+    theta = data.draw(_theta_strategy(model), label="theta")
+    try:
+        g = model.gradient(theta)
+    except sm.NumericalError:
+        assume(False)                   # X'V^-1X numerically singular at this theta
+    fd = np.empty_like(theta)
+    for j in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[j]))
+        e = np.zeros_like(theta)
+        e[j] = h
+        fd[j] = (model.objective(theta + e) - model.objective(theta - e)) / (2 * h)
+    scale = max(1.0, float(np.abs(fd).max()))
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-5 * scale)
+
+
 @pytest.mark.parametrize("name", ["crossed", "slope", "several_on_one"])
 @settings(max_examples=15, **SETTINGS)
 @given(df=unbalanced_frames(), data=st.data(), reml=st.booleans())

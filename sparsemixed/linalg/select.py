@@ -63,8 +63,15 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto"):
         raise SparseMixedError(f"ordering must be one of {valid}, got {ordering!r}")
     q2 = M.shape[0] - q1
     if ordering == "blocked" or (ordering == "auto" and q2 <= MAX_DENSE_Q2):
-        blocked = BlockedCholesky(M.indptr, M.indices, q1, k1)
-        if ordering == "blocked" or q2 <= 500 or schur_density(blocked) >= SPARSE_S_DENSITY:
+        try:
+            blocked = BlockedCholesky(M.indptr, M.indices, q1, k1)
+        except ValueError:          # the first term's block of M is not block diagonal
+            if ordering == "blocked":
+                raise SparseMixedError("ordering='blocked' needs the first term's block of M to be "
+                                       "block diagonal (one level per row); use 'auto'") from None
+            blocked = None
+        if blocked is not None and (ordering == "blocked" or q2 <= 500
+                                    or schur_density(blocked) >= SPARSE_S_DENSITY):
             blocked.factorize(M)
             return blocked, {"blocked": (None, None, None)}
     facs, table = cholmod_candidates(M, ORDERINGS if ordering == "auto" else (ordering,))

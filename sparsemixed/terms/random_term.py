@@ -34,6 +34,17 @@ class TermRows:
 
 
 @dataclass
+class MatrixRows:
+    """A term's block of Z given whole (n x q_k, any sparsity), e.g. a statsmodels variance
+    component whose rows may touch several of its random effects."""
+
+    matrix: sp.csr_matrix
+
+    def Z(self, nlevels: int, rows: slice | None = None) -> sp.csr_matrix:
+        return self.matrix if rows is None else self.matrix[rows]
+
+
+@dataclass
 class RandomTerm:
     """Metadata of a term; ``spec`` replays the encoding of ``expr`` on new data."""
 
