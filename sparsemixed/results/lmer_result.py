@@ -21,12 +21,16 @@ from ..errors import MissingDataWarning
 from ..formula.design import build_model_frame
 from ..linalg.pls import random_effects
 from .varcorr import term_covariances, varcorr_frame
+from ..inference.blup import BlupMixin
+from ..inference.compare import CompareMixin
+from ..inference.ddf import DdfMixin
+from ..inference.predict import PredictMixin
 
 SINGULAR_TOL = 1e-4
 
 
 @dataclass
-class LmerResult:
+class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin):
     model: object = field(repr=False)
     REML: bool
     theta: np.ndarray
