@@ -24,7 +24,7 @@ def lme4_summary(res) -> str:
     lines.append("")
     if m.data is not None:
         try:
-            r = res.residuals("pearson")
+            r = res.residuals("pearson", scaled=True)
             q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
             lines.append("Scaled residuals:")
             lines.append("     Min       1Q   Median       3Q      Max ")

@@ -198,15 +198,17 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin):
             return out
         return out + self._frame().offset
 
-    def residuals(self, type: str = "response") -> np.ndarray:
+    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
+        """lme4's residuals(): "response" y - fitted, "pearson" sqrt(w) (y - fitted); with
+        ``scaled=True`` divided by sigma (lme4's scaled = TRUE)."""
         fr = self._frame()
         r = fr.y - self.fitted()
-        if type == "response":
-            return r
         if type == "pearson":
             w = fr.weights if fr.weights is not None else 1.0
-            return r * np.sqrt(w) / self.sigma
-        raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+            r = r * np.sqrt(w)
+        elif type != "response":
+            raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
+        return r / self.sigma if scaled else r
 
     def model_matrices(self):
         """(X, Z) for the rows used in the fit, re-encoded from the model's data (Z sparse CSR)."""
