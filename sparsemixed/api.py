@@ -5,7 +5,7 @@ from .model import LinearMixedModel
 
 
 def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
-         na_action: str = "omit", ordering: str = "auto") -> LinearMixedModel:
+         na_action: str = "omit", ordering: str = "auto", memory_limit=None) -> LinearMixedModel:
     """Build (not fit) a linear mixed model from an lme4 formula; call ``.fit()`` on it.
 
     Parameters
@@ -17,6 +17,9 @@ def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
     na_action : ``"omit"`` drops rows with missing values with a warning; ``"fail"`` raises.
     ordering : fill-reducing ordering of the sparse factor, ``"auto"`` (timed choice among
         natural = grouping factor with most levels first, AMD and METIS) or one of them.
+    memory_limit : bytes or a string such as ``"12GB"`` (default: 80% of the available
+        memory); a model whose factor would need more is refused with MemoryLimitError
+        before any factorization.
     """
     return LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset,
-                            na_action=na_action, ordering=ordering)
+                            na_action=na_action, ordering=ordering, memory_limit=memory_limit)

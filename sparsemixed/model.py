@@ -138,7 +138,7 @@ class LinearMixedModel:
     """
 
     def __init__(self, formula: str, data, REML: bool = True, weights=None, offset=None,
-                 na_action: str = "omit", ordering: str = "auto"):
+                 na_action: str = "omit", ordering: str = "auto", memory_limit=None):
         parsed = parse_formula(formula)
         if not parsed.bars:
             raise SparseMixedError(
@@ -162,12 +162,12 @@ class LinearMixedModel:
         self.weights_arg, self.offset_arg = weights, offset
         self._set_fixed(frame)
         y = frame.y - (frame.offset if frame.offset is not None else 0.0)
-        self._build(rows, y, frame.weights, ordering)
+        self._build(rows, y, frame.weights, ordering, memory_limit)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
 
     @classmethod
     def from_parts(cls, y, X, X_names, terms, rows, REML: bool = True, ordering: str = "auto",
-                   label: str = "(model built from arrays)") -> "LinearMixedModel":
+                   memory_limit=None, label: str = "(model built from arrays)") -> "LinearMixedModel":
         """A model from arrays and ready-made terms, without a formula (the route of the
         statsmodels interface, whose single-group idiom for crossed variance components
         needs a term with one level).  ``rows[i]`` gives term i's block of Z (``.Z()``).
@@ -188,7 +188,7 @@ class LinearMixedModel:
         self.fixed_spec, self.data, self.weights_arg, self.offset_arg = None, None, None, None
         frame = type("Frame", (), {"X": X, "X_names": list(X_names), "weights": None})()
         self._set_fixed(frame)
-        self._build(rows, y, None, ordering)
+        self._build(rows, y, None, ordering, memory_limit)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
         return self
 
@@ -220,7 +220,7 @@ class LinearMixedModel:
         ys = y * sw if sw is not None else y
         return np.linalg.lstsq(Xs, ys, rcond=None)[0]
 
-    def _build(self, rows, y, weights, ordering) -> None:
+    def _build(self, rows, y, weights, ordering, memory_limit=None) -> None:
         X = self._X
         self.nobs = y.shape[0]
         self.gamma = self._shift(X, y, weights)
@@ -231,7 +231,8 @@ class LinearMixedModel:
         self.theta0 = np.concatenate([t.cov.initial() for t in self.terms])
         self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
         M0 = self.relcov.M(self.theta0)
-        self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering)
+        self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering,
+                                                            memory_limit)
 
     # -- the profiled criterion --------------------------------------------------------
     @property

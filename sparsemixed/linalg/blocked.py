@@ -22,7 +22,7 @@ from numba import njit
 
 from ..errors import NumericalError
 
-MAX_DENSE_Q2 = 6000
+MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
 _CONTROLLER = None
 
 

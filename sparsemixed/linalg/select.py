@@ -5,18 +5,22 @@
   with LAPACK.  Chosen when S is small (q2 <= MAX_DENSE_Q2) and not very sparse.
 * CHOLMOD with the fill-reducing ordering ``natural`` (= grouping factor with most
   levels first, lme4's term order), ``amd`` or ``metis``: the one whose factor L needs
-  the fewest flops, sum_j nnz(L_j)^2, measured on the factor at the initial theta.
+  the fewest flops, sum_j nnz(L_j)^2, counted from the symbolic analysis (exact column
+  counts, linalg/symbolic.py) before any numeric factorization.
+* Memory guard: the blocked factor's dense blocks and each ordering's nnz(L) are sized
+  first; nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it
+  would need and what to do).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import SparseMixedError
+from ..errors import MemoryLimitError, SparseMixedError
 from .blocked import MAX_DENSE_Q2, BlockedCholesky
 from .cholesky import ORDERINGS, SparseCholesky
+from .symbolic import BYTES_PER_ENTRY, available_memory, factor_counts, fmt_bytes, parse_memory
 
 SPARSE_S_DENSITY = 0.05
 MAX_PAIRS = 50_000_000
@@ -39,30 +43,55 @@ def schur_density(blocked: BlockedCholesky) -> float:
     return pattern.nnz / (q2 * (q2 + 1) / 2)
 
 
-def cholmod_candidates(M, orderings=ORDERINGS):
-    """Factor M with each ordering; table: ordering -> (seconds, nnz(L), flops)."""
+def blocked_bytes(q1: int, k1: int, q2: int, nnz_M: int) -> int:
+    """Memory of the blocked factor: the dense Schur complement S (q2 x q2) and, for the
+    gradient, S^-1 of the same size, plus L11 and the per-level L21 values (~ nnz(M))."""
+    return 8 * 2 * q2 * q2 + 8 * (q1 * k1 + 3 * nnz_M)
+
+
+def _memory_error(what: str, need: float, budget: float, q: int, q2: int) -> MemoryLimitError:
+    return MemoryLimitError(
+        f"the factor of M (q = {q:,} random effects) would need {what} = {fmt_bytes(need)}, more than "
+        f"the memory limit of {fmt_bytes(budget)}. Options: raise memory_limit= if the machine has "
+        f"the memory; drop or pool rarely observed levels of the grouping factors (the dense block "
+        f"after the first term has {q2:,} levels); put the factor with the most levels first; or "
+        "fit on a machine with more memory")
+
+
+def cholmod_candidates(M, orderings=ORDERINGS, limit_entries: int = 2**62):
+    """Symbolic analysis with each ordering and the exact size of its factor, counted
+    without computing it (symbolic.factor_counts), stopping past ``limit_entries``.
+    table: ordering -> (None, nnz(L) or -1 if over the limit, flops)."""
     table, facs = {}, {}
     for o in orderings:
         try:
             f = SparseCholesky(M, o)
-            t0 = time.perf_counter()
-            f.factorize(M)
-            secs = time.perf_counter() - t0
         except Exception:  # e.g. METIS not compiled into this CHOLMOD
             continue
-        cc = np.diff(f.L().indptr).astype(np.float64)
-        table[o] = (secs, int(cc.sum()), float((cc ** 2).sum()))
-        facs[o] = f
+        counts, nnz = factor_counts(M, f.perm(), limit_entries)
+        cc = counts.astype(np.float64)
+        table[o] = (None, nnz, float((cc ** 2).sum()) if nnz >= 0 else np.inf)
+        if nnz >= 0:
+            facs[o] = f
     return facs, table
 
 
-def select_factor(M, q1: int, k1: int, ordering: str = "auto"):
-    """Return (factor, table) for M's pattern; ``ordering`` forces a method."""
+def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None):
+    """Return (factor, table) for M's pattern; ``ordering`` forces a method.
+
+    No factorization starts unless its size fits ``memory_limit`` (bytes or "12GB";
+    default 80% of the available memory): a catastrophic ordering is refused with
+    :class:`MemoryLimitError` before any numeric work."""
     valid = ("auto", "blocked") + ORDERINGS
     if ordering not in valid:
         raise SparseMixedError(f"ordering must be one of {valid}, got {ordering!r}")
-    q2 = M.shape[0] - q1
-    if ordering == "blocked" or (ordering == "auto" and q2 <= MAX_DENSE_Q2):
+    budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+    q = M.shape[0]
+    q2 = q - q1
+    need_blocked = blocked_bytes(q1, k1, q2, M.nnz)
+    if ordering == "blocked" and need_blocked > budget:
+        raise _memory_error("a dense Schur complement and its inverse", need_blocked, budget, q, q2)
+    if ordering == "blocked" or (ordering == "auto" and q2 <= MAX_DENSE_Q2 and need_blocked <= budget):
         try:
             blocked = BlockedCholesky(M.indptr, M.indices, q1, k1)
         except ValueError:          # the first term's block of M is not block diagonal
@@ -73,9 +102,15 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto"):
         if blocked is not None and (ordering == "blocked" or q2 <= 500
                                     or schur_density(blocked) >= SPARSE_S_DENSITY):
             blocked.factorize(M)
-            return blocked, {"blocked": (None, None, None)}
-    facs, table = cholmod_candidates(M, ORDERINGS if ordering == "auto" else (ordering,))
+            return blocked, {"blocked": (None, q1 * k1 + q2 * (q2 + 1) // 2, float(q2) ** 3 / 3)}
+    facs, table = cholmod_candidates(M, ORDERINGS if ordering in ("auto", "blocked") else (ordering,),
+                                     limit_entries=budget // BYTES_PER_ENTRY)
     if not facs:
-        raise SparseMixedError(f"CHOLMOD could not factor M with ordering {ordering!r}")
+        if table:
+            raise _memory_error("a sparse factor L with more than "
+                                f"{budget // BYTES_PER_ENTRY:,} entries (every ordering: "
+                                f"{', '.join(table)})", budget + 1, budget, q, q2)
+        raise SparseMixedError(f"CHOLMOD could not analyse M with ordering {ordering!r}")
     best = min(facs, key=lambda o: (table[o][2], ORDERINGS.index(o)))
+    facs[best].factorize(M)
     return facs[best], table

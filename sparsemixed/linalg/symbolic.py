@@ -1,0 +1,113 @@
+"""Sizes of a Cholesky factor before computing it: elimination tree and column counts.
+
+For the pattern of A = P M P' (lower triangle), the elimination tree is
+
+    parent(j) = min { i > j : L_ij != 0 }
+
+and row i of L holds exactly the nodes of the "row subtree": the nodes met walking up
+the tree from each k with A_ik != 0 (k < i) until a node already marked for row i
+(Liu, 1986).  Walking every row subtree counts nnz(L) column by column in O(nnz(L))
+time and O(q) memory, with no factor in memory; the walk stops as soon as the count
+passes ``limit`` entries, so a catastrophic ordering costs at most ``limit`` steps.
+
+    nnz(L) = sum_j c_j,     flops(L) ~ sum_j c_j^2,     bytes(L) ~ 8 nnz(L) (+ indices)
+
+CHOLMOD's supernodal factor stores these values plus padding (measured: up to 20% more
+on InstEval's orderings); the memory guard counts 16 bytes per entry.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+BYTES_PER_ENTRY = 16      # 8 for the value, 4 for its row index, ~1/3 for supernodal padding
+
+
+@njit(cache=True)
+def _etree(colptr, rowind, n):
+    """Elimination tree from the upper pattern (CSC: column i lists rows k <= i)."""
+    parent = np.full(n, -1, np.int64)
+    ancestor = np.full(n, -1, np.int64)
+    for i in range(n):
+        for p in range(colptr[i], colptr[i + 1]):
+            r = rowind[p]
+            while r != -1 and r < i:
+                t = ancestor[r]
+                ancestor[r] = i
+                if t == -1:
+                    parent[r] = i
+                r = t
+    return parent
+
+
+@njit(cache=True)
+def _colcounts(colptr, rowind, parent, n, limit):
+    """Column counts of L (diagonal included) by row subtrees; total -1 past ``limit``."""
+    count = np.ones(n, np.int64)
+    mark = np.full(n, -1, np.int64)
+    total = n
+    for i in range(n):
+        mark[i] = i
+        for p in range(colptr[i], colptr[i + 1]):
+            j = rowind[p]
+            while j != -1 and j < i and mark[j] != i:
+                mark[j] = i
+                count[j] += 1
+                total += 1
+                j = parent[j]
+            if total > limit:
+                return count, -1
+    return count, total
+
+
+def factor_counts(M_lower: sp.csc_matrix, perm=None, limit: int = 2**62):
+    """(column counts, nnz(L)) of the Cholesky factor of P M P' (P = perm, None = identity);
+    nnz is -1 when it exceeds ``limit`` (the counts are then partial)."""
+    A = sp.csc_matrix(M_lower)
+    if perm is not None:
+        perm = np.asarray(perm, dtype=np.int64)
+        A = sp.csc_matrix(A + A.T)[perm][:, perm]
+    A = sp.triu(sp.csc_matrix(A + A.T)).tocsc()       # upper: column i holds rows k <= i
+    A.sort_indices()
+    n = A.shape[0]
+    indptr, indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
+    parent = _etree(indptr, indices, n)
+    counts, total = _colcounts(indptr, indices, parent, n, int(limit))
+    return counts, int(total)
+
+
+def available_memory() -> int:
+    """Bytes the operating system reports available (MemAvailable), or 8 GiB if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 * 2**30
+
+
+def parse_memory(limit) -> int:
+    """A memory limit in bytes from an int or a string such as "12GB", "500MiB"."""
+    if isinstance(limit, (int, np.integer)):
+        return int(limit)
+    if isinstance(limit, float):
+        return int(limit)
+    s = str(limit).strip().upper().replace(" ", "")
+    units = {"TIB": 2**40, "GIB": 2**30, "MIB": 2**20, "KIB": 2**10, "TB": 10**12, "GB": 10**9,
+             "MB": 10**6, "KB": 10**3, "T": 2**40, "G": 2**30, "M": 2**20, "K": 2**10, "B": 1}
+    for u, f in units.items():
+        if s.endswith(u):
+            return int(float(s[: -len(u)]) * f)
+    return int(float(s))
+
+
+def fmt_bytes(b: float) -> str:
+    return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
