@@ -195,20 +195,24 @@ class LinearMixedModel:
     # -- construction ------------------------------------------------------------------
     def _set_fixed(self, frame) -> None:
         X = frame.X
-        names = frame.X_names
         w = frame.weights
         XtX = (X * (w[:, None] if w is not None else 1.0)).T @ X if X.size else np.zeros((0, 0))
-        keep = independent_columns(XtX) if X.shape[1] else np.zeros(0, np.int64)
+        self._select_fixed(XtX, frame.X_names)
+        self._X = X[:, self.fixef_cols]
+
+    def _select_fixed(self, XtX, names) -> None:
+        """Keep the linearly independent columns of X, judged on X'WX (also the entry of
+        models built from accumulated cross-products, :mod:`sparsemixed.io`)."""
+        keep = independent_columns(XtX) if XtX.shape[0] else np.zeros(0, np.int64)
         self.all_fixef_names = list(names)
         self.dropped_fixef = [names[j] for j in range(len(names)) if j not in set(keep.tolist())]
         if self.dropped_fixef:
             warnings.warn(
                 "fixed-effect model matrix is rank deficient, so dropping "
                 f"{len(self.dropped_fixef)} column(s): {', '.join(self.dropped_fixef)}",
-                RankDeficiencyWarning, stacklevel=4)
+                RankDeficiencyWarning, stacklevel=5)
         self.fixef_cols = keep
         self.fixef_names = [names[j] for j in keep]
-        self._X = X[:, keep]
 
     def _shift(self, X, y, w) -> np.ndarray:
         """OLS coefficients gamma: cross-products use y - X gamma, which leaves r2, theta and
@@ -227,6 +231,10 @@ class LinearMixedModel:
         nlevels = [t.nlevels for t in self.terms]
         self.crossprod = cross_products(rows, nlevels, X, y - X @ self.gamma, weights)
         del self._X
+        self._analyse(ordering, memory_limit)
+
+    def _analyse(self, ordering, memory_limit=None) -> None:
+        """From the cross-products on: Lambda/M structures, theta0, bounds, symbolic analysis."""
         self.relcov = RelCov.build(self.terms, self.crossprod.ZtZ)
         self.theta0 = np.concatenate([t.cov.initial() for t in self.terms])
         self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
