@@ -18,12 +18,26 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
-from numba import njit
+import numba
+from numba import njit, prange
 
 from ..errors import NumericalError
 
+TILED_Q2 = 2048          # from this size on, S is formed by the tiled parallel kernel
+TILE_ROWS = 256
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
 _CONTROLLER = None
+
+
+def _blas(q2: int):
+    """BLAS threads for a dense block of order q2: one below THREADED_Q2 (see
+    _one_blas_thread), all above, where the O(q2^3) work dwarfs the threads' overhead."""
+    import contextlib
+
+    return contextlib.nullcontext() if q2 >= THREADED_Q2 else _one_blas_thread()
+
+
+THREADED_Q2 = 10**9     # threaded OpenBLAS dpotrf segfaults at q2 = 16,034 here: single-threaded everywhere
 
 
 def _one_blas_thread():
@@ -40,7 +54,8 @@ def _one_blas_thread():
 
 
 @njit(cache=True)
-def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22, S_flat, q2, L11, W):
+def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22, S_flat, q2, L11, W,
+                   skip_schur=False):
     """L11 (nlev x k1 x k1), W = L21 per level (flat), S = M22 - L21 L21' (lower, dense)."""
     nlev = q1 // k1
     logdet = 0.0
@@ -79,6 +94,8 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
                 for t in range(c):
                     s -= W[o + t] * L11[j, c, t]
                 W[o + c] = s / L11[j, c, c]
+    if skip_schur:
+        return logdet
     # S = M22 - sum_j W_j W_j'
     for i in range(S_flat.shape[0]):
         S_flat[i] = 0.0
@@ -102,6 +119,35 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
                 else:
                     S_flat[rm * q2 + ri] -= s
     return logdet
+
+
+@njit(cache=True, parallel=True)
+def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, nthreads):
+    """S = M22 - sum_j w_j w_j' for a scalar first term, by tiles of S: the row blocks are
+    dealt round-robin to the threads (disjoint writes, balanced work), and each thread
+    updates one block of rows at a time, which stays in cache."""
+    nblocks = (q2 + block - 1) // block
+    nlev = lev_ptr.shape[0] - 1
+    for t in prange(nthreads):
+        for bi in range(t, nblocks, nthreads):
+            lo, hi = bi * block, min(q2, (bi + 1) * block)
+            for i in range(lo, hi):
+                for c in range(i + 1):
+                    S_flat[i * q2 + c] = 0.0
+            for j in range(nlev):
+                a, e = lev_ptr[j], lev_ptr[j + 1]
+                if a == e or lev_rows[e - 1] < lo or lev_rows[a] >= hi:
+                    continue
+                s0 = a + np.searchsorted(lev_rows[a:e], lo)
+                s1 = a + np.searchsorted(lev_rows[a:e], hi)
+                for x in range(s0, s1):
+                    ri = lev_rows[x]
+                    wx = W[x]
+                    base = ri * q2
+                    for y in range(a, x + 1):
+                        S_flat[base + lev_rows[y]] -= wx * W[y]
+    for e in range(pos22.shape[0]):          # M22's own entries (few: serial)
+        S_flat[pos22[e, 1]] += Mdata[pos22[e, 0]]
 
 
 @njit(cache=True)
@@ -182,15 +228,19 @@ class BlockedCholesky:
         self._logdet = np.nan
 
     def factorize_values(self, Mdata: np.ndarray) -> None:
+        tiled = self.k1 == 1 and self.q2 >= TILED_Q2
         ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
                               self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
-                              self.q2, self.L11, self.W)
+                              self.q2, self.L11, self.W, tiled)
+        if tiled and np.isfinite(ld11):
+            _schur_scalar_tiled(Mdata, self.pos22, self.W, self.lev_ptr, self.lev_rows,
+                                self.S.reshape(-1), self.q2, TILE_ROWS, numba.get_num_threads())
         if not np.isfinite(ld11):
             raise NumericalError("the leading block of M is not positive definite (non-finite theta or data?)")
         ld22 = 0.0
         if self.q2:
             # S holds the lower triangle row-major == upper triangle column-major (Fortran view)
-            with _one_blas_thread():
+            with _blas(self.q2):
                 c, info = sla.lapack.dpotrf(self.S.T, lower=0, clean=0, overwrite_a=1)
             if info != 0:
                 raise NumericalError(
@@ -215,7 +265,7 @@ class BlockedCholesky:
         out[: self.q1] = x1
         if self.q2:
             rhs = B2[self.q1:] - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2, False)
-            with _one_blas_thread():
+            with _blas(self.q2):
                 out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
         return out.reshape(-1) if vec else out
 
@@ -226,7 +276,7 @@ class BlockedCholesky:
         out = np.empty_like(B2)
         rhs1 = np.ascontiguousarray(B2[: self.q1])
         if self.q2:
-            with _one_blas_thread():
+            with _blas(self.q2):
                 y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
             out[self.q1:] = y2
             rhs1 = rhs1 - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1, True)
@@ -239,7 +289,7 @@ class BlockedCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
         if self.q2:
-            with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
+            with _blas(self.q2):   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
                 U, info = sla.lapack.dpotri(self.R22, lower=0)
             if info != 0:
                 raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
