@@ -296,7 +296,17 @@ class LinearMixedModel:
         one, and on InstEval fitted in 1.95 s (25 evaluations) against BOBYQA's 3.06 s
         (106).  Stops on the boundary theta_k = 0 are checked by a second-order step into
         the interior (optimize._leave_boundary).  ``optimizer="bobyqa"`` gives lme4's
-        derivative-free method."""
+        derivative-free method.
+
+        Exception: with a large dense Schur block (q2 >= blocked.TILED_Q2, e.g. 16,034
+        movies) one gradient costs about four criterion evaluations (the inverse of S is
+        twice its Cholesky factor, plus a pass over all level pairs), more than L-BFGS-B
+        saves in evaluations on these few-parameter models: BOBYQA is chosen there."""
+        from .linalg import blocked
+
+        f = self.factor
+        if getattr(f, "ordering", "") == "blocked" and f.q2 >= blocked.TILED_Q2 and self.theta0.size <= 4:
+            return "bobyqa"
         return "lbfgsb"
 
     def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
