@@ -25,12 +25,13 @@ from ..inference.blup import BlupMixin
 from ..inference.compare import CompareMixin
 from ..inference.ddf import DdfMixin
 from ..inference.predict import PredictMixin
+from .export import ExportMixin
 
 SINGULAR_TOL = 1e-4
 
 
 @dataclass
-class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin):
+class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
     model: object = field(repr=False)
     REML: bool
     theta: np.ndarray

@@ -1,0 +1,64 @@
+"""The command line: summaries, JSON, files, and clear errors with exit status 2."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sparsemixed as sm
+from sparsemixed.cli import main
+
+
+def test_fit_bundled_dataset_prints_lme4_summary(capsys):
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)"]) == 0
+    out = capsys.readouterr().out
+    assert "REML criterion at convergence: 1743.6283" in out
+    assert "Random effects:" in out and "Fixed effects:" in out
+
+
+def test_json_from_csv_and_parquet_equals_library(tmp_path, capsys):
+    d = sm.datasets.load("Penicillin")
+    csv, pq = tmp_path / "pen.csv", tmp_path / "pen.parquet"
+    d.to_csv(csv, index=False)
+    d.to_parquet(pq)
+    ref = sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, REML=False).fit()
+    for path in (csv, pq):
+        out = tmp_path / "out.json"
+        assert main(["fit", str(path), "diameter ~ 1 + (1|plate) + (1|sample)", "--ml", "--json",
+                     "--output", str(out)]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["REML"] is False and doc["nobs"] == 144
+        assert doc["objective"] == pytest.approx(ref.objective, rel=1e-9)
+        np.testing.assert_allclose(doc["theta"], ref.theta, rtol=1e-6)
+        assert {r["grpvar"] for r in doc["ranef"]} == {"plate", "sample"}
+        assert [f["term"] for f in doc["fixef"]] == ["(Intercept)"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "nosuchfile.csv", "y ~ (1|g)"], "no such file or bundled data set"),
+    (["fit", "sleepstudy", "Reaction ~ Dayz + (Days|Subject)"], "did you mean 'Days'"),
+    (["fit", "sleepstudy", "Reaction ~ Days + (Days|Subject"], "unbalanced parentheses"),
+    (["fit", "InstEval", "y ~ 1 + (1|s) + (1|d)", "--memory-limit", "1MB"], "memory limit"),
+    (["datasets", "nosuch"], "unknown data set"),
+])
+def test_bad_input_gives_one_line_and_status_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith("sparsemixed: error:")
+
+
+def test_unreadable_file(tmp_path, capsys):
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    assert main(["fit", str(bad), "y ~ (1|g)"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    p = subprocess.run([sys.executable, "-m", "sparsemixed", "datasets"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "InstEval" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "sparsemixed", "fit", "x.csv", "y ~ 1"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
