@@ -16,6 +16,8 @@ Pipeline (one module per step):
 """
 from . import datasets
 from .api import lmer
+from .inference.compare import anova
+from .inference.vartests import lrt_variance, oneway_anova
 from .errors import (ConvergenceWarning, DataError, FormulaError, MemoryLimitError,
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
                      SparseMixedError,
@@ -28,7 +30,7 @@ from .results import LmerResult
 __version__ = "0.1.0"
 
 __all__ = [
-    "lmer", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
+    "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",

@@ -1,6 +1,114 @@
-"""(placeholder: methods of LmerResult are added here)"""
+"""Model comparison (lme4's anova(m0, m1, ...)) and Nakagawa's R^2.
+
+anova (likelihood-ratio tests of nested models, lme4 1.1-31's anova.merMod)
+    REML fits are refitted by ML (refit=True, lme4's default); models ordered by npar
+    deviance = -2 logLik,  AIC = deviance + 2 npar,  BIC = deviance + log(n) npar
+    Chisq_k = 2 max(0, logLik_k - logLik_{k-1}),  Df_k = npar_k - npar_{k-1}
+    Pr(>Chisq)_k = P(chi2_{Df_k} >= Chisq_k)   (NaN when Df_k = 0)
+    (For a variance component the chi2 p-value is conservative: see vartests.lrt_variance.)
+
+Nakagawa's R^2 (Nakagawa & Schielzeth 2013; Johnson 2014; Nakagawa, Johnson & Schielzeth 2017)
+    s2_f = var(X beta)  (n - 1 denominator, as MuMIn and performance)
+    s2_r = mean_i z_i' G z_i = sum_k mean_i z_ik' Sigma_k z_ik   (random slopes included)
+    s2_e = sigma^2
+    R2_marginal = s2_f / (s2_f + s2_r + s2_e),  R2_conditional = (s2_f + s2_r) / (s2_f + s2_r + s2_e)
+"""
 from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import SparseMixedError
+from .vartests import _check_same_data, _same_fixed, lrt_variance
+
+COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+
+
+def anova(*results, **kw):
+    """lme4's ``anova``: likelihood-ratio tests of nested fitted models.
+
+    ``anova(res0, res1, ...)`` returns a DataFrame (columns npar, AIC, BIC, logLik,
+    deviance, Chisq, Df, Pr(>Chisq); one row per model, ordered by npar; index ``names``
+    or "m0", "m1", ... in the order given).  REML fits are refitted by ML unless
+    ``refit=False``, which keeps REML and is allowed only when all the models have the
+    same fixed effects.  The models must be fitted to the same rows (same nobs and response).
+
+    ``anova(res, **kw)`` with one model returns ``res.anova(**kw)`` (F tests of the fixed
+    effects).
+    """
+    if not results:
+        raise SparseMixedError("anova needs at least one fitted model")
+    if len(results) == 1:
+        method = getattr(results[0], "anova", None)
+        if method is None:
+            raise SparseMixedError(f"{type(results[0]).__name__} has no anova() method for a single model")
+        return method(**kw)
+    refit = kw.pop("refit", True)
+    names = kw.pop("names", None)
+    if kw:
+        raise TypeError(f"anova() got unexpected keyword arguments {sorted(kw)} for several models")
+    for r in results:
+        if not hasattr(r, "model") or not hasattr(r, "loglik"):
+            raise SparseMixedError(f"anova compares fitted models (LmerResult); got {type(r).__name__}")
+    if names is None:
+        names = [f"m{i}" for i in range(len(results))]
+    names = [str(x) for x in names]
+    if len(names) != len(results) or len(set(names)) != len(names):
+        raise SparseMixedError(f"names must be {len(results)} distinct names, got {names}")
+    _check_same_data(results)
+    reml = [r.REML for r in results]
+    if refit:
+        fits = [r.model.fit(REML=False) if r.REML else r for r in results]
+    else:
+        if any(reml) and not all(reml):
+            raise SparseMixedError("with refit=False all models must be fitted by the same criterion; "
+                                   "some are REML fits and some ML fits")
+        if any(reml) and not all(_same_fixed(results[0], r) for r in results[1:]):
+            raise SparseMixedError(
+                "refit=False compares restricted likelihoods, which is valid only for models that differ "
+                "only in their random effects; these models have different fixed effects. Use refit=True "
+                "(ML likelihood-ratio test)")
+        fits = list(results)
+    npar = np.array([f.npar for f in fits])
+    order = np.argsort(npar, kind="stable")
+    fits = [fits[i] for i in order]
+    npar = npar[order]
+    ll = np.array([f.loglik for f in fits])
+    chisq = np.r_[np.nan, 2.0 * np.maximum(0.0, np.diff(ll))]
+    df = np.r_[np.nan, np.diff(npar)]
+    with np.errstate(invalid="ignore"):
+        p = np.where(df > 0, stats.chi2.sf(chisq, np.where(df > 0, df, 1)), np.nan)
+    p[0] = np.nan
+    n = fits[0].nobs
+    dev = -2.0 * ll
+    out = pd.DataFrame({"npar": npar, "AIC": dev + 2.0 * npar, "BIC": dev + math.log(n) * npar,
+                        "logLik": ll, "deviance": dev, "Chisq": chisq, "Df": df, "Pr(>Chisq)": p},
+                       index=[names[i] for i in order], columns=COLUMNS)
+    out.attrs["formulas"] = {names[i]: f.model.formula for i, f in zip(order, fits)}
+    out.attrs["refit"] = bool(refit and any(reml))
+    out.attrs["fits"] = fits
+    return out
 
 
 class CompareMixin:
-    """Methods mixed into LmerResult."""
+    """Methods mixed into LmerResult: Nakagawa's R^2 and the boundary-corrected LRT."""
+
+    def r2_nakagawa(self) -> pd.Series:
+        """Marginal and conditional R^2 (module docstring) with the variance parts."""
+        X, Z = self.model_matrices()
+        var_f = float(np.var(X @ self.beta, ddof=1)) if X.shape[1] else 0.0
+        ZG = (Z @ self.G).tocsr()
+        var_r = float(np.asarray(ZG.multiply(Z).sum(axis=1)).mean())
+        var_e = self.sigma ** 2
+        tot = var_f + var_r + var_e
+        return pd.Series({"marginal": var_f / tot, "conditional": (var_f + var_r) / tot,
+                          "var_fixed": var_f, "var_random": var_r, "var_residual": var_e},
+                         name="R2 (Nakagawa)")
+
+    def test_variance_component(self, reduced=None, **kw):
+        """Boundary-corrected LRT of this (full) model against ``reduced`` (None: no random
+        effects); see :func:`sparsemixed.inference.vartests.lrt_variance`."""
+        return lrt_variance(self, reduced, **kw)
