@@ -1,0 +1,167 @@
+"""Diagnostic plots (matplotlib, the optional extra ``sparsemixed[plot]``).
+
+    caterpillar(result)          conditional modes b-hat with b-hat +- z * condsd, sorted
+    group_panels(result, x)      data per group with the group-level line (fixef + ranef)
+                                 and the population line (fixef), the sleepstudy figure
+    residuals_vs_fitted(result)  Pearson residuals / sigma against fitted values
+    qq(result, which)            normal QQ plot of the scaled residuals or of the modes
+    profile_zeta(profile_frame)  zeta against each parameter (lme4's xyplot(profile))
+
+Each function draws on the axes/figure it creates (or on ``ax`` where given) and returns
+the matplotlib Figure; ``savefig`` it to a file.  matplotlib is imported only here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") \
+                and not _has_display():
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'sparsemixed[plot]'") from None
+    return plt
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def caterpillar(result, group: str | None = None, level: float = 0.95, max_levels: int = 60):
+    """Conditional modes with intervals b-hat +- z condsd, one panel per term of ``group``
+    (default: the first grouping factor), levels sorted by the first term's mode; at most
+    ``max_levels`` levels (evenly spaced in that order) so that large factors stay legible."""
+    plt = _plt()
+    rf = result.ranef_frame()
+    group = group or rf["grpvar"].iloc[0]
+    if group not in set(rf["grpvar"]):
+        raise ValueError(f"no grouping factor {group!r}; the model has {sorted(set(rf['grpvar']))}")
+    part = rf[rf["grpvar"] == group]
+    terms = list(dict.fromkeys(part["term"]))
+    first = part[part["term"] == terms[0]].sort_values("condval")
+    order = list(first["grp"])
+    if len(order) > max_levels:
+        order = [order[i] for i in np.linspace(0, len(order) - 1, max_levels).round().astype(int)]
+    z = stats.norm.ppf(0.5 + level / 2)
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms) + 1, max(3, 0.16 * len(order) + 1)),
+                             sharey=True, squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        t = part[part["term"] == term].set_index("grp").loc[order]
+        ypos = np.arange(len(order))
+        ax.errorbar(t["condval"], ypos, xerr=z * t["condsd"], fmt="o", ms=3, color="tab:blue", ecolor="0.5", lw=1)
+        ax.axvline(0, color="0.3", lw=0.8, ls="--")
+        ax.set_title(term)
+        ax.set_yticks(ypos, [str(g) for g in order], fontsize=7)
+    axes[0][0].set_ylabel(group)
+    fig.suptitle(f"Conditional modes of {group} with {level:.0%} intervals")
+    fig.tight_layout()
+    return fig
+
+
+def group_panels(result, x: str, group: str | None = None, ncols: int = 6, max_groups: int = 36):
+    """Per level of ``group``: the observations (x, y), the fitted group-level line
+    coef(result)[group] and the population line fixef, for a model whose fixed and
+    random parts are linear in the single covariate ``x`` (e.g. sleepstudy)."""
+    plt = _plt()
+    m = result.model
+    data = m.data
+    if data is None:
+        raise ValueError("group_panels needs the model's data (model.data is None)")
+    response = m.parsed.response
+    coefs = result.coef()
+    group = group or next(iter(coefs))
+    if group not in coefs:
+        raise ValueError(f"no grouping factor {group!r}; the model has {list(coefs)}")
+    cf = coefs[group]
+    fe = result.fixef
+    levels = list(cf.index)[:max_groups]
+    nrows = math.ceil(len(levels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 1.9 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    xs = np.linspace(float(data[x].min()), float(data[x].max()), 2)
+    keys = data[group].astype(str)
+    for ax, lev in zip(axes.ravel(), levels):
+        sub = data[keys == str(lev)]
+        ax.plot(sub[x], sub[response], "o", ms=3, color="tab:blue")
+        a, b = cf.loc[lev].get("(Intercept)", 0.0), cf.loc[lev].get(x, 0.0)
+        ax.plot(xs, a + b * xs, color="tab:red", lw=1.2, label="group")
+        ax.plot(xs, fe.get("(Intercept)", 0.0) + fe.get(x, 0.0) * xs, color="0.4", lw=1, ls="--", label="population")
+        ax.set_title(str(lev), fontsize=8)
+    for ax in axes.ravel()[len(levels):]:
+        ax.set_visible(False)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.supxlabel(x)
+    fig.supylabel(response)
+    fig.tight_layout()
+    return fig
+
+
+def residuals_vs_fitted(result, ax=None):
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4))
+    ax.scatter(result.fitted(), result.residuals("pearson", scaled=True), s=6, alpha=0.6)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel("fitted values")
+    ax.set_ylabel("scaled Pearson residuals")
+    ax.set_title("Residuals vs fitted")
+    return fig
+
+
+def qq(result, which: str = "residuals", group: str | None = None, ax=None):
+    """Normal QQ plot of the scaled residuals (``which="residuals"``) or of the
+    conditional modes of one grouping factor's first term (``which="ranef"``)."""
+    plt = _plt()
+    if which == "residuals":
+        v = np.asarray(result.residuals("pearson", scaled=True))
+        title = "Normal QQ: scaled residuals"
+    elif which == "ranef":
+        rf = result.ranef_frame()
+        group = group or rf["grpvar"].iloc[0]
+        part = rf[rf["grpvar"] == group]
+        term = part["term"].iloc[0]
+        v = part[part["term"] == term]["condval"].to_numpy()
+        title = f"Normal QQ: modes of {group} ({term})"
+    else:
+        raise ValueError(f"which must be 'residuals' or 'ranef', got {which!r}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.5))
+    (osm, osr), (slope, icpt, _) = stats.probplot(v, dist="norm")
+    ax.plot(osm, osr, "o", ms=3)
+    ax.plot(osm, slope * osm + icpt, color="tab:red", lw=1)
+    ax.set_xlabel("standard normal quantiles")
+    ax.set_ylabel("sample quantiles")
+    ax.set_title(title)
+    return fig
+
+
+def profile_zeta(profile_frame: pd.DataFrame, level: float = 0.95):
+    """zeta against each parameter from a profile frame (columns ``.zeta``, ``.par`` and
+    one column per parameter, lme4's as.data.frame(profile(fit)))."""
+    plt = _plt()
+    pars = list(dict.fromkeys(profile_frame[".par"]))
+    ncols = min(4, len(pars))
+    nrows = math.ceil(len(pars) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.6 * nrows), sharey=True, squeeze=False)
+    z = stats.norm.ppf(0.5 + level / 2)
+    for ax, p in zip(axes.ravel(), pars):
+        sub = profile_frame[profile_frame[".par"] == p].sort_values(p)
+        ax.plot(sub[p], sub[".zeta"], "-", color="tab:blue")
+        for h in (-z, z):
+            ax.axhline(h, color="0.5", lw=0.7, ls="--")
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set_title(p, fontsize=9)
+    for ax in axes.ravel()[len(pars):]:
+        ax.set_visible(False)
+    axes[0][0].set_ylabel("zeta")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,65 @@
+"""Plots render to PNG (matplotlib is in the test extra: a missing extra fails, not skips)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import sparsemixed as sm  # noqa: E402
+from sparsemixed import plots  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return sm.lmer("Reaction ~ Days + (Days | Subject)", sm.datasets.load("sleepstudy")).fit()
+
+
+def _png(fig, path):
+    fig.savefig(path)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    matplotlib.pyplot.close(fig)
+
+
+def test_caterpillar(sleep, tmp_path):
+    fig = plots.caterpillar(sleep)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2 and ax.get_title() == "(Intercept)"
+    ys = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ys) == 18
+    modes = sleep.ranef["Subject"]["(Intercept)"]
+    assert ys[0] == str(modes.idxmin()) and ys[-1] == str(modes.idxmax())     # sorted by mode
+    _png(fig, tmp_path / "cat.png")
+    with pytest.raises(ValueError, match="no grouping factor"):
+        plots.caterpillar(sleep, group="nope")
+
+
+def test_group_panels_show_group_and_population_lines(sleep, tmp_path):
+    fig = plots.group_panels(sleep, "Days")
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == 18
+    ax = visible[0]
+    lvl = ax.get_title()
+    group_line = ax.get_lines()[1].get_ydata()
+    c = sleep.coef()["Subject"].loc[lvl]
+    np.testing.assert_allclose(group_line[0], c["(Intercept)"])
+    _png(fig, tmp_path / "panels.png")
+
+
+def test_residual_and_qq_plots(sleep, tmp_path):
+    _png(plots.residuals_vs_fitted(sleep), tmp_path / "rvf.png")
+    fig = plots.qq(sleep)
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == 180
+    _png(fig, tmp_path / "qq.png")
+    fig = plots.qq(sleep, "ranef")
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == 18
+    _png(fig, tmp_path / "qqre.png")
+
+
+def test_profile_zeta_plot(tmp_path):
+    prof = pd.DataFrame({".zeta": np.r_[-2, 0, 2, -2, 0, 2.0], ".par": ["a"] * 3 + ["b"] * 3,
+                         "a": [0.5, 1, 1.5, 1, 1, 1.0], "b": [2, 2, 2, 1, 2, 3.0]})
+    fig = plots.profile_zeta(prof)
+    assert [a.get_title() for a in fig.axes if a.get_visible()] == ["a", "b"]
+    _png(fig, tmp_path / "zeta.png")
