@@ -22,6 +22,24 @@ def main() -> None:
         print(result.summary())
         print(f"\ntime: {t1 - t0:.3f} s to build (cross-products, analysis), {t2 - t1:.3f} s to fit "
               f"({result.optsummary.feval} evaluations, {result.optsummary.method})")
+        if name == "sleepstudy":
+            _save_plots(result)
+
+
+def _save_plots(result) -> None:
+    """The lecture's sleepstudy figure and a caterpillar plot, as PNG in the current directory."""
+    try:
+        from . import plots
+    except ImportError:
+        return
+    try:
+        plots.group_panels(result, "Days").savefig("sleepstudy_panels.png", dpi=90)
+        plots.caterpillar(result).savefig("sleepstudy_caterpillar.png", dpi=90)
+    except ImportError as exc:            # matplotlib not installed
+        print(f"(no plots: {exc})")
+        return
+    print("\nplots saved: sleepstudy_panels.png (data, subject lines, population line), "
+          "sleepstudy_caterpillar.png (conditional modes with 95% intervals)")
 
 
 if __name__ == "__main__":
