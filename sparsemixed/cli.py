@@ -86,7 +86,7 @@ def _fit(args) -> str:
         if args.verbose:
             print(f"built the model (q = {model.q:,}, {model.factor.ordering} factor) in {t2 - t1:.2f} s; fitting ...",
                   file=sys.stderr)
-        res = model.fit(optimizer=args.optimizer)
+        res = model.fit(optimizer=args.optimizer, verbose=args.verbose)
     t3 = time.perf_counter()
     msgs = [f"{w.category.__name__}: {w.message}" for w in caught]
     for msg in msgs:

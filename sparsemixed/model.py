@@ -310,11 +310,13 @@ class LinearMixedModel:
         return "lbfgsb"
 
     def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
-            maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8):
+            maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8,
+            verbose: bool = False):
         """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`.
 
         ``optimizer="auto"`` is :meth:`choose_optimizer`'s choice; see
-        :mod:`sparsemixed.optimize` for the methods.
+        :mod:`sparsemixed.optimize` for the methods.  ``verbose=True`` shows a progress
+        bar (evaluations, best criterion so far) on stderr.
         """
         from .results.lmer_result import LmerResult
 
@@ -324,8 +326,14 @@ class LinearMixedModel:
             optimizer = self.choose_optimizer()
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
-        minimize(lambda th: self.objective(th, reml), summary,
-                 fun_grad=lambda th: self.objective_and_gradient(th, reml))
+        bar = _progress_bar(verbose, f"fit ({optimizer})")
+        try:
+            minimize(lambda th: self.objective(th, reml), summary,
+                     fun_grad=lambda th: self.objective_and_gradient(th, reml),
+                     progress=None if bar is None else lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
+        finally:
+            if bar is not None:
+                bar.close()
         state = self.pls(summary.final)       # refactor at the best theta seen
         return LmerResult.from_state(self, state, summary, reml)
 
@@ -362,6 +370,15 @@ class LinearMixedModel:
         terms = " + ".join(f"({t.expr} | {t.group.name})" for t in self.terms)
         return (f"LinearMixedModel({self.formula!r}, REML={self.REML}, n={self.nobs}, "
                 f"p={self.p}, q={self.q}, terms={terms})")
+
+
+def _progress_bar(verbose: bool, desc: str):
+    """A tqdm bar on stderr when verbose, else None (the library is silent by default)."""
+    if not verbose:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit=" evals", leave=False)
 
 
 def _match_rows(frame_terms, model_terms) -> list[int]:

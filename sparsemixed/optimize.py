@@ -92,10 +92,11 @@ def _snap_to_boundary(fun, x, fx, lower):
     return x, fx
 
 
-def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
+def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
 
     ``fun_grad(x) -> (f, g)`` is used by the gradient-based method (``"lbfgsb"``).
+    ``progress(feval, best_f)`` is called after every evaluation (e.g. a tqdm bar).
     """
     if summary.method not in METHODS:
         raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
@@ -113,6 +114,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
             f = 1e300
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x, dtype=float)
+        if progress is not None:
+            progress(summary.feval, best["f"])
         return f
 
     def counted_grad(x):
@@ -126,6 +129,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None) -> OptSummary:
             return 1e300, np.zeros_like(x)
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x, dtype=float)
+        if progress is not None:
+            progress(summary.feval, best["f"])
         return f, g
 
     t0 = time.perf_counter()

@@ -62,3 +62,14 @@ def test_module_entry_point_runs():
     p = subprocess.run([sys.executable, "-m", "sparsemixed", "fit", "x.csv", "y ~ 1"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_progress_only_when_verbose(capsys):
+    d = sm.datasets.load("Dyestuff")
+    sm.lmer("Yield ~ 1 + (1|Batch)", d).fit()
+    assert capsys.readouterr().err == ""                     # silent by default
+    sm.lmer("Yield ~ 1 + (1|Batch)", d).fit(verbose=True)
+    assert "fit (lbfgsb)" in capsys.readouterr().err
+    assert main(["fit", "Dyestuff", "Yield ~ 1 + (1|Batch)", "--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "built the model" in err and "fitted in" in err
