@@ -117,9 +117,12 @@ def _check_interpolation(cp, term_names) -> None:
     n, q, p = cp.n, cp.q, cp.p
     if q + p < n or q + p > MAX_RANK_CHECK:
         return
+    import scipy.linalg as sla
+
     G = np.block([[cp.ZtZ.toarray(), cp.ZtX], [cp.ZtX.T, cp.XtX]])
-    ev = np.linalg.eigvalsh(G)
-    rank = int((ev > 1e-10 * max(ev[-1], 1e-300)).sum())
+    # rank by Cholesky with complete pivoting (LAPACK dpstrf): ~10x cheaper than eigenvalues
+    d = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    _, _, rank, _ = sla.lapack.dpstrf(G / d[:, None] / d[None, :], tol=1e-10, lower=1)
     if rank >= n:
         raise DataError(
             f"the fixed effects ({p} columns) and random effects ({q}: terms "
