@@ -45,3 +45,11 @@ class RankDeficiencyWarning(SparseMixedWarning):
 class IdentifiabilityWarning(SparseMixedWarning):
     """A random-effects term has more variance-covariance parameters than its grouping
     factor has levels: not all of them can be estimated (expect a singular fit)."""
+
+
+class SingularFitWarning(SparseMixedWarning):
+    """A variance is estimated at 0 or a correlation at +-1 (lme4's singular fit)."""
+
+
+class ScaleWarning(SparseMixedWarning):
+    """Fixed-effect predictors on very different scales."""

@@ -197,7 +197,10 @@ class LinearMixedModel:
 
     # -- construction ------------------------------------------------------------------
     def _set_fixed(self, frame) -> None:
+        from .diagnostics import check_scales
+
         X = frame.X
+        check_scales(X, frame.X_names)
         w = frame.weights
         XtX = (X * (w[:, None] if w is not None else 1.0)).T @ X if X.size else np.zeros((0, 0))
         self._select_fixed(XtX, frame.X_names)
@@ -337,6 +340,10 @@ class LinearMixedModel:
         finally:
             if bar is not None:
                 bar.close()
+        from .diagnostics import check_convergence, check_singular
+
+        summary.diagnostics = check_convergence(self, summary, reml, budget_seconds=max(0.2, 0.25 * summary.seconds))
+        check_singular(self, summary.final)
         state = self.pls(summary.final)       # refactor at the best theta seen
         return LmerResult.from_state(self, state, summary, reml)
 

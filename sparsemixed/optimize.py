@@ -40,6 +40,7 @@ class OptSummary:
     returnvalue: str = ""
     converged: bool = False
     trace: list = field(default_factory=list, repr=False)
+    diagnostics: dict = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         return (f"OptSummary(method={self.method}, feval={self.feval}, fmin={self.fmin:.10g}, "

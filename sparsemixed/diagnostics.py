@@ -1,0 +1,105 @@
+"""Checks after a fit, with lme4's intent and without its false alarms on large data.
+
+* Singular fit (lme4's isSingular): a diagonal element of some T_k below 1e-4 -- a
+  variance at 0 or a correlation at +-1.  Reported with a SingularFitWarning naming the
+  terms (lme4 prints "boundary (singular) fit").
+* Convergence: at the optimum, over the coordinates not on their bound,
+      scaled gradient  s = H^-1 g        (lme4's check: max |s| < 2e-3)
+  with g the analytic gradient and H its central-difference Jacobian; H must be positive
+  definite.  lme4 applies an absolute gradient tolerance to a deviance that grows with
+  n and warns spuriously on large data; the scaled gradient is a Newton step in theta
+  units and does not grow with n.  Skipped (recorded as not checked) when it would cost
+  more than about a tenth of the fit (large models), never silently passed.
+* Predictor scales (lme4's check.scaleX): fixed-effect columns whose standard
+  deviations differ by more than a factor 1000 -> a warning suggesting rescaling.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .errors import ConvergenceWarning, ScaleWarning, SingularFitWarning
+
+SCALED_GRAD_TOL = 2e-3
+SCALE_RATIO = 1000.0
+SINGULAR_TOL = 1e-4
+
+
+def singular_terms(model, theta) -> list[str]:
+    out, off = [], 0
+    for t in model.terms:
+        th = theta[off: off + t.ntheta]
+        rows, cols = t.cov.tril_indices()
+        if np.any(th[rows == cols] < SINGULAR_TOL):
+            out.append(f"({t.expr} | {t.group.name})")
+        off += t.ntheta
+    return out
+
+
+def check_singular(model, theta) -> None:
+    terms = singular_terms(model, theta)
+    if terms:
+        warnings.warn(f"boundary (singular) fit: the covariance of {', '.join(terms)} is singular (a variance "
+                      "at 0 or a correlation at +-1); consider a simpler random-effects structure",
+                      SingularFitWarning, stacklevel=4)
+
+
+def check_convergence(model, summary, reml: bool, budget_seconds: float) -> dict:
+    """Scaled gradient and Hessian at summary.final; fills and returns a dict stored as
+    ``summary.diagnostics``; warns (ConvergenceWarning) when the checks fail."""
+    from .numdiff import hessian_from_gradient
+
+    x = np.asarray(summary.final, dtype=float)
+    free = ~(np.isfinite(model.lower) & (x <= model.lower + 1e-10))
+    diag = {"checked": False, "free": free.tolist()}
+    if not free.any():
+        diag.update(checked=True, reason="all parameters on the boundary")
+        return diag
+    t0 = time.perf_counter()
+    f, g = model.objective_and_gradient(x, reml)
+    one = time.perf_counter() - t0
+    n_free = int(free.sum())
+    if one * 2 * n_free > budget_seconds:
+        diag.update(reason=f"skipped: a Hessian needs {2 * n_free} gradient evaluations "
+                           f"(~{one * 2 * n_free:.1f} s)", gradient=g.tolist())
+        return diag
+
+    def grad_free(z):
+        xx = x.copy()
+        xx[free] = z
+        return model.gradient(xx, reml)[free]
+    H = hessian_from_gradient(grad_free, x[free], step=1e-4)
+    gf = g[free]
+    ev = np.linalg.eigvalsh(H)
+    pd = bool(ev.min() > 1e-8 * max(1.0, abs(ev).max()))
+    scaled = np.linalg.solve(H, gf) if pd else np.full(n_free, np.nan)
+    diag.update(checked=True, gradient=g.tolist(), scaled_gradient=scaled.tolist(),
+                hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd)
+    if not pd:
+        warnings.warn("the Hessian of the criterion at the estimate is not positive definite (smallest "
+                      f"eigenvalue {ev.min():.3g}): the fit may be at a saddle point or the model "
+                      "overparameterized; check is_singular, simplify the random effects or refit "
+                      "with another optimizer", ConvergenceWarning, stacklevel=4)
+    elif np.max(np.abs(scaled)) > SCALED_GRAD_TOL:
+        warnings.warn(f"the optimizer stopped with a scaled gradient of {np.max(np.abs(scaled)):.2g} "
+                      f"(> {SCALED_GRAD_TOL}): the estimates may not be at the optimum; refit from "
+                      "result.theta (fit(start=...)) or with another optimizer", ConvergenceWarning,
+                      stacklevel=4)
+    return diag
+
+
+def check_scales(X: np.ndarray, names) -> None:
+    if X.shape[1] < 2:
+        return
+    sd = X.std(axis=0)
+    nz = sd > 0
+    if nz.sum() < 2:
+        return
+    hi, lo = sd[nz].max(), sd[nz].min()
+    if hi / lo > SCALE_RATIO:
+        nm = np.array(names)[nz]
+        warnings.warn(f"fixed-effect predictors are on very different scales (standard deviations from "
+                      f"{lo:.3g} ({nm[sd[nz].argmin()]}) to {hi:.3g} ({nm[sd[nz].argmax()]})); consider "
+                      "rescaling them for numerical stability", ScaleWarning, stacklevel=5)
