@@ -588,3 +588,32 @@ def test_default_fit_is_a_local_minimum(name, df, reml):
                 f"moving theta[{k}] from {res.theta[k]:.6g} to {th[k]:.6g} lowers the criterion "
                 f"from {f0:.10g} to {f:.10g} (optimizer {res.optsummary.method}: "
                 f"{res.optsummary.returnvalue})")
+
+
+@pytest.mark.parametrize("name", ["crossed", "slope", "nested"])
+@settings(max_examples=10, **SETTINGS)
+@given(df=unbalanced_frames(min_rows=18))
+def test_ml_and_reml_relationships(name, df):
+    """Relationships that hold whatever the data: at any theta the ML and REML profiled
+    estimates share beta and r2, so sigma2_ML = r2/n < sigma2_REML = r2/(n - p); each
+    criterion at its own optimum is no higher than at the other's optimum (1e-6 relative:
+    the optimizers' tolerance); and the ML log-likelihood is maximal over both fits."""
+    formula, _ = MODELS[name]
+    try:
+        model = _build(formula, df, REML=True)
+    except sm.DataError:
+        assume(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rr = model.fit(REML=True)
+        rm = model.fit(REML=False)
+    n, p = model.nobs, model.p
+    for th in (rr.theta, rm.theta):
+        st_ = model.pls(th)
+        s2_ml, s2_reml = st_.r2 / n, st_.r2 / (n - p)
+        assert s2_ml < s2_reml
+    assert rm.sigma ** 2 == pytest.approx(model.pls(rm.theta).r2 / n, rel=1e-10)
+    tol = 1e-6
+    assert model.objective(rr.theta, REML=True) <= model.objective(rm.theta, REML=True) + tol * abs(rr.objective)
+    assert model.objective(rm.theta, REML=False) <= model.objective(rr.theta, REML=False) + tol * abs(rm.objective)
+    assert rm.loglik >= -0.5 * model.objective(rr.theta, REML=False) - tol * abs(rm.objective)
