@@ -317,7 +317,7 @@ class LinearMixedModel:
 
     def fit(self, REML: bool | None = None, start=None, optimizer: str = DEFAULT_METHOD,
             maxeval: int = 100_000, ftol_abs: float = 1e-8, xtol_abs: float = 1e-8,
-            verbose: bool = False):
+            verbose: bool = False, check_convergence: bool | None = None):
         """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`.
 
         ``optimizer="auto"`` is :meth:`choose_optimizer`'s choice; see
@@ -340,9 +340,11 @@ class LinearMixedModel:
         finally:
             if bar is not None:
                 bar.close()
-        from .diagnostics import check_convergence, check_singular
+        from .diagnostics import check_convergence as check_convergence_, check_singular
 
-        summary.diagnostics = check_convergence(self, summary, reml, budget_seconds=max(0.2, 0.25 * summary.seconds))
+        budget = {True: np.inf, False: -1.0}.get(check_convergence, max(0.2, 0.25 * summary.seconds))
+        summary.diagnostics = (check_convergence_(self, summary, reml, budget_seconds=budget) if budget >= 0
+                               else {"checked": False, "reason": "check_convergence=False"})
         check_singular(self, summary.final)
         state = self.pls(summary.final)       # refactor at the best theta seen
         return LmerResult.from_state(self, state, summary, reml)

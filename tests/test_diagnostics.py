@@ -26,7 +26,7 @@ def test_no_false_alarms_at_a_regular_optimum(name, formula):
     with warnings.catch_warnings():
         warnings.simplefilter("error", sm.ConvergenceWarning)
         warnings.simplefilter("error", SingularFitWarning)
-        r = sm.lmer(formula, sm.datasets.load(name)).fit()
+        r = sm.lmer(formula, sm.datasets.load(name)).fit(check_convergence=True)
     d = r.optsummary.diagnostics
     assert d["checked"] and d["hessian_positive_definite"]
     assert np.max(np.abs(d["scaled_gradient"])) < 1e-4
