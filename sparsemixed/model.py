@@ -322,7 +322,9 @@ class LinearMixedModel:
 
         ``optimizer="auto"`` is :meth:`choose_optimizer`'s choice; see
         :mod:`sparsemixed.optimize` for the methods.  ``verbose=True`` shows a progress
-        bar (evaluations, best criterion so far) on stderr.
+        bar (evaluations, best criterion so far) on stderr.  ``check_convergence``: the
+        scaled-gradient/Hessian check after the fit (:mod:`sparsemixed.diagnostics`) always
+        (True), never (False), or when it costs under a quarter of the fit (None).
         """
         from .results.lmer_result import LmerResult
 
