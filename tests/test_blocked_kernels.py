@@ -29,3 +29,21 @@ def test_tiled_schur_equals_serial(monkeypatch, tile):
     low = np.tril_indices(m.factor.q2)
     # S itself was overwritten by its Cholesky factor; compare the factors
     np.testing.assert_allclose(tiled[2][low], serial[2][low], rtol=1e-12, atol=1e-12)
+
+
+def test_dense_schur_product_equals_scatter(monkeypatch):
+    """A dense core (most users rate most items): S = M22 - W'W by one BLAS product."""
+    rng = np.random.default_rng(3)
+    nu, ni = 120, 40
+    u, i = np.divmod(np.flatnonzero(rng.random(nu * ni) < 0.6), ni)
+    y = rng.normal(size=nu)[u] + rng.normal(size=ni)[i] + rng.normal(size=u.size)
+    d = pd.DataFrame({"u": u.astype(str), "i": i.astype(str), "y": y})
+    m = sm.lmer("y ~ 1 + (1|u) + (1|i)", d, ordering="blocked")
+    assert m.factor._schur_method() == "dense"
+    theta = np.array([0.7, 1.1])
+    dense = (m.objective(theta), m.gradient(theta))
+    monkeypatch.setattr(type(m.factor), "_schur_method", lambda self: "serial")
+    m.factor.__dict__.pop("_method")
+    serial = (m.objective(theta), m.gradient(theta))
+    assert dense[0] == pytest.approx(serial[0], rel=1e-12)
+    np.testing.assert_allclose(dense[1], serial[1], rtol=1e-9)

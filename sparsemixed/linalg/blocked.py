@@ -25,6 +25,7 @@ from ..errors import NumericalError
 
 TILED_Q2 = 2048          # from this size on, S is formed by the tiled parallel kernel
 TILE_ROWS = 256
+DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
 _CONTROLLER = None
 
@@ -227,12 +228,38 @@ class BlockedCholesky:
         self.S = np.zeros((self.q2, self.q2))
         self._logdet = np.nan
 
+    def _schur_method(self) -> str:
+        """"dense" (S = M22 - W'W by one BLAS product on a dense W) when the level blocks
+        are dense enough that the product's flops beat the scatter's pair updates (a pair
+        update costs about as much as ~100 flops of a BLAS-3 product) and W fits in
+        DENSE_W_BYTES; "tiled" for a large S; else the serial scatter."""
+        if self.k1 != 1 or self.q2 == 0:
+            return "serial"
+        sizes = np.diff(self.lev_ptr).astype(np.float64)
+        pairs = float((sizes * (sizes + 1) / 2).sum())
+        nlev = sizes.size
+        if 8.0 * nlev * self.q2 <= DENSE_W_BYTES and nlev * float(self.q2) ** 2 < 100 * pairs:
+            return "dense"
+        return "tiled" if self.q2 >= TILED_Q2 else "serial"
+
     def factorize_values(self, Mdata: np.ndarray) -> None:
-        tiled = self.k1 == 1 and self.q2 >= TILED_Q2
+        method = self.__dict__.get("_method") or self.__dict__.setdefault("_method", self._schur_method())
+        tiled = method in ("tiled", "dense")
         ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
                               self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
                               self.q2, self.L11, self.W, tiled)
-        if tiled and np.isfinite(ld11):
+        if method == "dense" and np.isfinite(ld11):
+            nlev = self.lev_ptr.size - 1
+            lev_of = np.repeat(np.arange(nlev), np.diff(self.lev_ptr))
+            Wd = np.zeros((nlev, self.q2))
+            Wd[lev_of, self.lev_rows] = self.W
+            with _blas(self.q2):
+                G = sla.blas.dsyrk(1.0, Wd, trans=1, lower=0)      # upper of W'W (Fortran)
+            S = self.S
+            S[...] = -G.T                     # row-major lower triangle of -W'W
+            f = self.pos22[:, 1]
+            np.add.at(S.reshape(-1), f, Mdata[self.pos22[:, 0]])
+        elif method == "tiled" and np.isfinite(ld11):
             _schur_scalar_tiled(Mdata, self.pos22, self.W, self.lev_ptr, self.lev_rows,
                                 self.S.reshape(-1), self.q2, TILE_ROWS, numba.get_num_threads())
         if not np.isfinite(ld11):
