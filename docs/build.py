@@ -316,8 +316,8 @@ PATH_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)+/?$")
 def check_path_ref(span: str) -> str | None:
     """A repository path in backticks (``sparsemixed/linalg/select.py``) must exist, relative
     to the repository, the package or docs/."""
-    if not PATH_RE.match(span) or span.startswith(("http", "s3", "tcp")):
-        return None
+    if not PATH_RE.match(span) or span.startswith(("http", "s3", "tcp", "docs/_build", "_build")):
+        return None                             # not a path, or one the build makes
     if "." not in span.rstrip("/").split("/")[-1] and not span.endswith("/"):
         return None                             # "a/b": a ratio or a formula, not a path
     for base in (ROOT, ROOT / "sparsemixed", DOCS):
