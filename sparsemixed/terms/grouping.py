@@ -33,7 +33,8 @@ def encode_column(col: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
     else:
         values = col.to_numpy()
         try:
-            uniq, codes = np.unique(values, return_inverse=True)
+            codes, uniq = pd.factorize(values, sort=True)      # hashing: ~10x np.unique on text
+            uniq = np.asarray(uniq)
         except TypeError as exc:  # mixed types, e.g. numbers and strings
             raise DataError(
                 f"grouping column {name!r} mixes value types ({exc}); convert it to one type, "
