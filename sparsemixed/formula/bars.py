@@ -169,6 +169,12 @@ def parse_formula(formula: str) -> ParsedFormula:
                     raise FormulaError(f"random-effects term {piece!r} in {formula!r} must have exactly one '|' or '||'")
                 lhs, gexpr = parts
             lhs, gexpr = lhs.strip(), gexpr.strip()
+            if "|" in lhs or "|" in gexpr:
+                raise FormulaError(f"random-effects term {piece!r} in {formula!r} must have exactly one '|' or '||', "
+                                   "e.g. '(1 + x | g)' or '(1 + x || g)'")
+            if "~" in inner:
+                raise FormulaError(f"'~' inside the random-effects term {piece!r} of {formula!r}: a formula has "
+                                   "one '~', between the response and the terms, e.g. 'y ~ x + (1 | g)'")
             if not lhs or not gexpr:
                 raise FormulaError(
                     f"empty side in random-effects term {piece!r} of {formula!r}: write '(expr | group)', "

@@ -7,6 +7,12 @@ kept so that ``predict(newdata)`` replays the same encoding; column names are
 translated to R's (``(Intercept)``, ``service1``, ``x:fb``).  Rows with a missing
 value in any used column are dropped (``na_action="omit"``, with a warning) or
 refused (``na_action="fail"``).  The user's data frame is never modified.
+
+Text columns used as covariates (see :func:`_text_covariates`): an object column of
+numbers is numeric; numbers mixed with strings, or strings mostly reading as numbers
+with a few that do not ("n/a", "x"), are refused naming the values; other text is a
+factor.  Datetime and complex covariates are refused.  A weights/offset Series is
+aligned with the data by label.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, FormulaError, MissingDataWarning
+from ..errors import DataError, FormulaError, MissingDataWarning, SparseMixedError
 from ..terms.grouping import GroupingFactor
 from ..terms.random_term import RandomTerm, TermRows
 from .bars import ParsedFormula
@@ -77,10 +83,21 @@ def _as_frame(data) -> pd.DataFrame:
 
 
 def _numeric_vector(values, what: str, index) -> pd.Series:
-    """weights/offset as a float Series aligned with the data (NA kept for the NA policy)."""
+    """weights/offset as a float Series aligned with the data (NA kept for the NA policy).
+
+    Arrays are taken by position.  A Series is taken by label: its index must hold the
+    data's row labels (in any order); a Series indexed otherwise is refused rather than
+    guessed (by position or by label)."""
     vec = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).reshape(-1))
     if len(vec) != len(index):
         raise DataError(f"{what} has length {len(vec)} but the data have {len(index)} rows")
+    if isinstance(values, pd.Series) and not vec.index.equals(index):
+        if vec.index.is_unique and index.is_unique and bool(index.isin(vec.index).all()):
+            vec = vec.reindex(index)
+        else:
+            raise DataError(
+                f"{what} is a Series whose index does not match the data's row labels; pass "
+                f"{what}.to_numpy() to use it by position, or {what}.reindex(data.index) to align it by label")
     if vec.dtype == bool or not pd.api.types.is_numeric_dtype(vec.dtype):
         raise DataError(f"{what} must be numeric, got dtype {vec.dtype}")
     return pd.Series(vec.to_numpy(dtype=float, na_value=np.nan), index=index)
@@ -116,8 +133,144 @@ def _check_finite(frame: pd.DataFrame, cols, formula: str) -> None:
                 i = int(np.flatnonzero(bad)[0])
                 raise DataError(
                     f"column {c!r} has {int(bad.sum())} infinite value(s) (first at row label "
-                    f"{frame.index[i]!r}); remove or recode them before fitting"
+                    f"{_label(frame.index[i])!r}); remove or recode them before fitting"
                 )
+
+
+def _label(v):
+    """A row label for a message: numpy scalars as plain Python values (3, not np.int64(3))."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _is_text_dtype(dt) -> bool:
+    return dt == object or isinstance(dt, pd.StringDtype)
+
+
+def _only_in_factor_call(name: str, exprs) -> bool:
+    """True when every use of column ``name`` in the formula texts is ``C(name...)`` (an
+    explicit request to treat it as a factor)."""
+    n = re.escape(name)
+    uses = sum(len(re.findall(rf"(?<![\w.`]){n}(?![\w.`])", e)) for e in exprs)
+    in_c = sum(len(re.findall(rf"\bC\(\s*{n}(?![\w.`])", e)) for e in exprs)
+    return uses > 0 and uses == in_c
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _text_covariates(frame: pd.DataFrame, cols, exprs) -> dict:
+    """Object/string columns used as covariates (fixed effects, random-effects expressions).
+
+    * all values numbers (an object column of ints/floats)  -> converted to float: formulaic
+      would otherwise encode it as a factor, silently;
+    * numbers mixed with text, or text of which most values read as numbers and some do
+      not ("3.1", "n/a", "x")  -> DataError naming the column and the offending values;
+    * text that is not mostly numbers, or text that is all numbers ("1", "2", as R's
+      character columns)  -> a factor;
+    * datetime, timedelta and complex columns  -> DataError (formulaic would fail with
+      numpy's message, or drop the imaginary part with only a warning).
+    A column written only as ``C(col)`` is left to formulaic (an explicit factor).
+    Returns {column: float Series} of conversions to apply to the model frame's copy.
+    """
+    conv = {}
+    for c in cols:
+        s = frame[c]
+        kind = getattr(s.dtype, "kind", "O")
+        if kind in "mM":
+            raise DataError(
+                f"column {c!r} has dtype {s.dtype}; a covariate must be numeric: convert it, e.g. days since "
+                f"the start with (data[{c!r}] - data[{c!r}].min()).dt.days, or make it a factor with "
+                f"data[{c!r}].astype(str).astype('category')")
+        if kind == "c":
+            raise DataError(
+                f"column {c!r} is complex ({s.dtype}); a covariate must be real: use data[{c!r}].real, "
+                f".imag or abs() explicitly")
+        if not _is_text_dtype(s.dtype) or _only_in_factor_call(str(c), exprs):
+            continue
+        vals = s.dropna()
+        if len(vals) == 0:
+            continue
+        # judge the distinct values (a factor's levels), count rows through the codes
+        codes, uniq = pd.factorize(vals.to_numpy(dtype=object))
+        u_num = np.fromiter((_is_number(v) for v in uniq), bool, len(uniq))
+        if u_num.all():
+            conv[c] = pd.Series(s.to_numpy(dtype=float, na_value=np.nan), index=s.index)
+            continue
+        if u_num.any():
+            bad_u = ~u_num
+            what = "mixes numbers with other values"
+        elif all(isinstance(v, str) for v in uniq):
+            parsed = pd.to_numeric(pd.Series(uniq, dtype=object), errors="coerce").to_numpy(dtype=float)
+            ok_rows = ~np.isnan(parsed)[codes]
+            if ok_rows.all() or ok_rows.mean() < 0.5:
+                continue            # a factor: all labels numeric, or mostly non-numeric labels
+            bad_u = np.isnan(parsed)
+            what = "holds text that mostly reads as numbers, with some values that do not"
+        else:
+            continue
+        bad_mask = bad_u[codes]
+        offending = [repr(v) for v in uniq[bad_u]]
+        first = _label(vals.index[np.flatnonzero(bad_mask)[0]])
+        raise DataError(
+            f"column {c!r} is used as a covariate but {what}: {int(bad_mask.sum())} of {len(vals)} values "
+            f"are not numbers ({', '.join(offending[:5])}{' ...' if len(offending) > 5 else ''}; first at "
+            f"row label {first!r}). Fix those values "
+            f"or make them missing (data[{c!r}] = pd.to_numeric(data[{c!r}], errors='coerce')); "
+            f"if {c!r} is meant as a factor, convert it with data[{c!r}].astype(str).astype('category')"
+        )
+    return conv
+
+
+class EncodingSpec:
+    """A formulaic ModelSpec replayed on new data (predict) with the fit's column types.
+
+    Columns that were numeric covariates in the fit are made numeric again when new data
+    hold them as text or objects (pd.to_numeric; values that are not numbers are a
+    DataError naming them), and formulaic's encoding errors become a DataError naming the
+    part of the model, instead of formulaic's exception.  Every other attribute is the
+    ModelSpec's (``required_variables``, ``encoder_state``, ``term_slices`` ...).
+    """
+
+    def __init__(self, spec, numeric_columns, what: str):
+        self.spec, self.numeric_columns, self.what = spec, tuple(numeric_columns), what
+
+    def __getattr__(self, name):
+        if name in ("spec", "numeric_columns", "what") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
+    def _prepare(self, data):
+        if not isinstance(data, pd.DataFrame):
+            return data
+        conv = {}
+        for c in self.numeric_columns:
+            if c not in data.columns:
+                continue
+            col = data[c]
+            if not (_is_text_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype)):
+                continue
+            values = pd.Series(col.to_numpy(dtype=object), index=col.index)
+            num = pd.to_numeric(values, errors="coerce")
+            bad = num.isna() & values.notna()
+            if bad.any():
+                shown = list(dict.fromkeys(repr(v) for v in values[bad]))
+                raise DataError(
+                    f"column {c!r} of newdata has value(s) {', '.join(shown[:5])}{' ...' if len(shown) > 5 else ''} "
+                    f"that are not numbers (first at row label {_label(values.index[np.flatnonzero(bad)[0]])!r}); "
+                    f"the fit used {c!r} as a numeric covariate: fix them or make them missing")
+            conv[c] = num.astype(float)
+        return data.assign(**conv) if conv else data
+
+    def get_model_matrix(self, data, *args, **kwargs):
+        data = self._prepare(data)
+        try:
+            return self.spec.get_model_matrix(data, *args, **kwargs)
+        except SparseMixedError:
+            raise
+        except Exception as exc:      # formulaic's encoding errors
+            raise DataError(f"newdata does not match the fit's encoding of {self.what}: {exc}. Give its "
+                            "columns the types they had in the fit") from None
 
 
 def _response(frame: pd.DataFrame, response: str, formula: str) -> None:
@@ -135,6 +288,8 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
                       na_action: str = "omit") -> ModelFrame:
     import formulaic
 
+    if na_action not in ("omit", "fail"):
+        raise DataError(f"na_action must be 'omit' or 'fail', got {na_action!r}")
     frame = _as_frame(data)
     formula = parsed.text
     fixed_vars = _required(parsed.fixed_formula, "fixed-effects part")
@@ -146,6 +301,14 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
     _missing_columns(fixed_vars | term_vars, frame, formula)
     _response(frame, parsed.response, formula)
     sub = frame[used]
+    covariates = (fixed_vars - {parsed.response}) | {v for bar in parsed.bars
+                                                     for v in _required(bar.expr, f"random-effects term {bar}")}
+    exprs = [parsed.fixed] + [bar.expr for bar in parsed.bars]
+    numeric = _text_covariates(sub, [c for c in used if c in covariates], exprs)
+    if numeric:
+        sub = sub.assign(**numeric)
+    numeric_cols = [c for c in used if c in covariates and pd.api.types.is_numeric_dtype(sub[c].dtype)
+                    and not pd.api.types.is_bool_dtype(sub[c].dtype)]
 
     extra = {}
     for label, vec in (("weights", weights), ("offset", offset)):
@@ -163,8 +326,6 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
         msg = f"{int(na.sum())} of {len(frame)} rows have missing values (in {', '.join(map(repr, cols))})"
         if na_action == "fail":
             raise DataError(msg + "; drop them or use na_action='omit'")
-        if na_action != "omit":
-            raise DataError(f"na_action must be 'omit' or 'fail', got {na_action!r}")
         warnings.warn(msg + " and were dropped", MissingDataWarning, stacklevel=3)
         sub = sub.loc[~na]
         if len(sub) == 0:
@@ -201,17 +362,30 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
             tm = formulaic.model_matrix(bar.expr, sub, na_action="raise")
         except Exception as exc:
             raise FormulaError(f"cannot encode random-effects term {bar}: {exc}") from None
+        if not hasattr(tm, "model_spec") or not hasattr(tm, "columns"):
+            raise FormulaError(f"random-effects term {bar} must have one expression before '|', e.g. '(1 + x | g)'")
         cols = [r_name(c) for c in tm.columns]
         if not cols:
             raise FormulaError(f"random-effects term {bar} has no columns")
-        terms.append(RandomTerm(bar.expr, group, cols, tm.model_spec))
+        terms.append(RandomTerm(bar.expr, group, cols,
+                                EncodingSpec(tm.model_spec, numeric_cols, f"the random-effects term {bar}")))
         rows.append(TermRows(codes, np.asarray(tm, dtype=float).reshape(len(sub), -1)))
     kept = ~na
     w = None if "weights" not in extra else extra["weights"].to_numpy(dtype=float)[kept]
     off = None if "offset" not in extra else extra["offset"].to_numpy(dtype=float)[kept]
+    kept_index = frame.index[kept]
     if w is not None:
-        if np.any(~np.isfinite(w)) or np.any(w <= 0):
-            raise DataError("weights must be finite and positive; rows with weight 0 should be dropped instead")
+        bad = ~np.isfinite(w) | (w <= 0)
+        if bad.any():
+            vals = list(dict.fromkeys(repr(float(v)) for v in w[bad]))[:5]
+            raise DataError(
+                f"weights must be finite and positive; {int(bad.sum())} are not ({', '.join(vals)}; first at "
+                f"row label {_label(kept_index[np.flatnonzero(bad)[0]])!r}). Drop rows with weight 0 instead, "
+                "and check how the weights were computed")
     if off is not None and np.any(~np.isfinite(off)):
-        raise DataError("offset has non-finite values")
-    return ModelFrame(y, X, X_names, mm.rhs.model_spec, terms, rows, w, off, int(na.sum()), kept)
+        bad = ~np.isfinite(off)
+        raise DataError(
+            f"offset has {int(bad.sum())} infinite value(s) (first at row label "
+            f"{_label(kept_index[np.flatnonzero(bad)[0]])!r}); remove or recode them before fitting")
+    fixed_spec = EncodingSpec(mm.rhs.model_spec, numeric_cols, f"the fixed effects {parsed.fixed!r}")
+    return ModelFrame(y, X, X_names, fixed_spec, terms, rows, w, off, int(na.sum()), kept)
