@@ -78,6 +78,13 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
+def _as_bool(value, name: str) -> bool:
+    """REML= and similar switches: True/False (or numpy bools, 0/1), nothing else."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise SparseMixedError(f"{name} must be True or False, got {value!r}")
+
+
 def _check_terms(terms, n: int, single_level_ok: bool = False) -> None:
     for t in terms:
         if t.nlevels < 2 and not single_level_ok:
@@ -151,7 +158,7 @@ class LinearMixedModel:
         frame = build_model_frame(parsed, data, weights=weights, offset=offset, na_action=na_action)
         self.formula = formula
         self.parsed = parsed
-        self.REML = bool(REML)
+        self.REML = _as_bool(REML, "REML")
         self.na_action = na_action
         self.n_dropped = frame.n_dropped
         order = _lme4_term_order(frame.terms)
@@ -265,7 +272,10 @@ class LinearMixedModel:
         return self.relcov.Lambda(self._theta(theta))
 
     def _theta(self, theta) -> np.ndarray:
-        theta = np.asarray(theta, dtype=float).reshape(-1)
+        try:
+            theta = np.asarray(theta, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise SparseMixedError(f"theta must be a vector of {self.theta0.size} numbers, got {theta!r}") from None
         if theta.size != self.theta0.size:
             raise SparseMixedError(f"theta must have {self.theta0.size} elements, got {theta.size}")
         if not np.all(np.isfinite(theta)):
@@ -278,7 +288,7 @@ class LinearMixedModel:
 
     def objective(self, theta, REML: bool | None = None) -> float:
         """The profiled deviance (ML) or REML criterion at theta (lme4's devFunOnly)."""
-        reml = self.REML if REML is None else bool(REML)
+        reml = self.REML if REML is None else _as_bool(REML, "REML")
         state = self.pls(theta)
         return obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
 
@@ -287,7 +297,7 @@ class LinearMixedModel:
         return self.objective_and_gradient(theta, REML)[1]
 
     def objective_and_gradient(self, theta, REML: bool | None = None):
-        reml = self.REML if REML is None else bool(REML)
+        reml = self.REML if REML is None else _as_bool(REML, "REML")
         state = self.pls(theta)
         f = obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
         return f, gradient(state, self.crossprod, self.relcov, self.factor, reml)
@@ -328,7 +338,7 @@ class LinearMixedModel:
         """
         from .results.lmer_result import LmerResult
 
-        reml = self.REML if REML is None else bool(REML)
+        reml = self.REML if REML is None else _as_bool(REML, "REML")
         x0 = self.theta0 if start is None else self._theta(start)
         if optimizer == "auto":
             optimizer = self.choose_optimizer()

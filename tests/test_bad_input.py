@@ -263,8 +263,6 @@ def test_object_column_of_numbers_is_a_numeric_covariate(d, sleep_fit):
     assert res.beta == pytest.approx(sleep_fit.beta, rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="mixedlm/formula.py encodes with formulaic directly, without "
-                                       "design._text_covariates: the column becomes an 11-level factor")
 def test_mixedlm_text_column_of_numbers_with_a_few_strings(d):
     d = _stray_text_days(d)
     with unchanged(d), fails(DataError, r"column 'Days' is used as a covariate"):
@@ -545,8 +543,6 @@ def test_non_finite_theta(sleep_fit):
         sleep_fit.model.objective([1.0, 0.0, np.inf])
 
 
-@pytest.mark.xfail(strict=True, reason="LinearMixedModel._theta (model.py) converts with np.asarray(dtype=float): "
-                                       "a non-numeric theta gives numpy's raw ValueError")
 def test_non_numeric_theta(sleep_fit):
     with fails(SparseMixedError, r"theta"):
         sleep_fit.model.objective(["a", 0.0, 1.0])
@@ -558,14 +554,11 @@ def test_unknown_optimizer(sleep_fit):
         sleep_fit.model.fit(optimizer="bfgs")
 
 
-@pytest.mark.xfail(strict=True, reason="linalg/symbolic.parse_memory gives float()'s raw ValueError for a "
-                                       "memory_limit it cannot read")
 def test_unreadable_memory_limit(d):
     with fails(SparseMixedError, r"memory_limit"):
         sm.lmer(F, d, memory_limit="lots")
 
 
-@pytest.mark.xfail(strict=True, reason="LinearMixedModel takes bool(REML): REML='no' silently fits by REML")
 def test_non_boolean_REML(d):
     with fails(SparseMixedError, r"REML"):
         sm.lmer(F, d, REML="no")

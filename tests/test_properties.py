@@ -595,9 +595,9 @@ def test_default_fit_is_a_local_minimum(name, df, reml):
 @given(df=unbalanced_frames(min_rows=18))
 def test_ml_and_reml_relationships(name, df):
     """Relationships that hold whatever the data: at any theta the ML and REML profiled
-    estimates share beta and r2, so sigma2_ML = r2/n < sigma2_REML = r2/(n - p); each
-    criterion at its own optimum is no higher than at the other's optimum (1e-6 relative:
-    the optimizers' tolerance); and the ML log-likelihood is maximal over both fits."""
+    estimates share beta and r2, so sigma2_ML = r2/n < sigma2_REML = r2/(n - p); and, for
+    scalar terms (unimodal here), each criterion at its own optimum is no higher than at
+    the other's optimum (1e-6 relative: the optimizers' tolerance)."""
     formula, _ = MODELS[name]
     try:
         model = _build(formula, df, REML=True)
@@ -613,6 +613,11 @@ def test_ml_and_reml_relationships(name, df):
         s2_ml, s2_reml = st_.r2 / n, st_.r2 / (n - p)
         assert s2_ml < s2_reml
     assert rm.sigma ** 2 == pytest.approx(model.pls(rm.theta).r2 / n, rel=1e-10)
+    if name == "slope":
+        # with a correlated term the criteria can be multimodal (hypothesis found a REML fit
+        # from theta0 in a local optimum 0.25 above the REML criterion at the ML optimum):
+        # a local optimizer promises no more than a local optimum
+        return
     tol = 1e-6
     assert model.objective(rr.theta, REML=True) <= model.objective(rm.theta, REML=True) + tol * abs(rr.objective)
     assert model.objective(rm.theta, REML=False) <= model.objective(rr.theta, REML=False) + tol * abs(rm.objective)

@@ -103,10 +103,16 @@ def parse_memory(limit) -> int:
     s = str(limit).strip().upper().replace(" ", "")
     units = {"TIB": 2**40, "GIB": 2**30, "MIB": 2**20, "KIB": 2**10, "TB": 10**12, "GB": 10**9,
              "MB": 10**6, "KB": 10**3, "T": 2**40, "G": 2**30, "M": 2**20, "K": 2**10, "B": 1}
-    for u, f in units.items():
-        if s.endswith(u):
-            return int(float(s[: -len(u)]) * f)
-    return int(float(s))
+    try:
+        for u, f in units.items():
+            if s.endswith(u):
+                return int(float(s[: -len(u)]) * f)
+        return int(float(s))
+    except ValueError:
+        from ..errors import SparseMixedError
+
+        raise SparseMixedError(f"memory_limit must be a number of bytes or a size such as '12GB' or "
+                               f"'500MiB', got {limit!r}") from None
 
 
 def fmt_bytes(b: float) -> str:

@@ -89,6 +89,14 @@ def model_from_formula(cls, formula, data, re_formula, vc_formula, subset, missi
         data, gser = data.loc[~na], gser.loc[~na]
         if data.shape[0] == 0:
             raise DataError("no rows are left after dropping missing values")
+    # text columns used as covariates: numbers as numbers, stray text refused (as lmer does)
+    from ..formula.design import _text_covariates
+
+    exprs = [formula, re_formula or "", *(vc_formula or {}).values()]
+    numeric = _text_covariates(data, [c for c in sorted(used) if not isinstance(groups, str) or c != groups],
+                               exprs)
+    if numeric:
+        data = data.assign(**numeric)
     mm = _matrix(formula, data, "formula")
     if not hasattr(mm, "lhs"):
         raise FormulaError(f"formula {formula!r} needs a response on the left of '~'")
