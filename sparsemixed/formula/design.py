@@ -155,6 +155,22 @@ def _only_in_factor_call(name: str, exprs) -> bool:
     return uses > 0 and uses == in_c
 
 
+def numpy_columns(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Nullable extension dtypes -> plain numpy ones, so formulaic and numpy see ordinary
+    arrays (bool, float, or object); categoricals are kept."""
+    conv = {}
+    for c in cols:
+        dt = df[c].dtype
+        if isinstance(dt, pd.api.extensions.ExtensionDtype) and not isinstance(dt, pd.CategoricalDtype):
+            if pd.api.types.is_bool_dtype(dt):
+                conv[c] = df[c].astype(bool)
+            elif pd.api.types.is_numeric_dtype(dt):
+                conv[c] = df[c].astype(float)
+            else:
+                conv[c] = df[c].astype(object)
+    return df.assign(**conv) if conv else df
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
@@ -331,19 +347,7 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
         if len(sub) == 0:
             raise DataError("no rows are left after dropping rows with missing values")
     _check_finite(sub, used, formula)
-    # nullable extension dtypes -> plain numpy so formulaic and numpy see ordinary arrays
-    conv = {}
-    for c in used:
-        dt = sub[c].dtype
-        if isinstance(dt, pd.api.extensions.ExtensionDtype) and not isinstance(dt, pd.CategoricalDtype):
-            if pd.api.types.is_bool_dtype(dt):
-                conv[c] = sub[c].astype(bool)
-            elif pd.api.types.is_numeric_dtype(dt):
-                conv[c] = sub[c].astype(float)
-            else:
-                conv[c] = sub[c].astype(object)
-    if conv:
-        sub = sub.assign(**conv)
+    sub = numpy_columns(sub, used)
     try:
         mm = formulaic.model_matrix(parsed.fixed_formula, sub, na_action="raise")
     except Exception as exc:

@@ -19,27 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from ..formula.design import r_name
+from ..formula.design import numpy_columns, r_name
 from ..model import _lme4_term_order, _unique_names
 from ..terms.grouping import GroupingFactor, _level_labels, encode_column
 from ..terms.random_term import RandomTerm, TermRows
 from .levels import Plan, Scan, check_scan, level_series, na_message, stateless
 from .partial import Partial, chunk_partial
-
-
-def numpy_columns(df: pd.DataFrame, cols) -> pd.DataFrame:
-    """Nullable extension dtypes -> plain numpy ones, as the in-memory model frame does."""
-    conv = {}
-    for c in cols:
-        dt = df[c].dtype
-        if isinstance(dt, pd.api.extensions.ExtensionDtype) and not isinstance(dt, pd.CategoricalDtype):
-            if pd.api.types.is_bool_dtype(dt):
-                conv[c] = df[c].astype(bool)
-            elif pd.api.types.is_numeric_dtype(dt):
-                conv[c] = df[c].astype(float)
-            else:
-                conv[c] = df[c].astype(object)
-    return df.assign(**conv) if conv else df
 
 
 def _factor_codes(col: pd.Series, labels: pd.Index, name: str) -> np.ndarray:
