@@ -9,7 +9,7 @@ from .model import LinearMixedModel
 
 def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
          na_action: str = "omit", ordering: str = "auto", memory_limit=None,
-         chunksize: int | None = None) -> LinearMixedModel:
+         chunksize: int | None = None, verbose: bool = False) -> LinearMixedModel:
     """Build (not fit) a linear mixed model from an lme4 formula; call ``.fit()`` on it.
 
     Parameters
@@ -29,10 +29,13 @@ def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
         memory); a model whose factor would need more is refused with MemoryLimitError
         before any factorization.
     chunksize : rows per chunk when ``data`` is a file path (default 250,000).
+    verbose : progress on stderr (tqdm) over the chunks of the cross-products pass(es);
+        silent by default.  ``fit(verbose=True)`` does the same for the optimization.
     """
     if not isinstance(data, (pd.DataFrame, dict)):
         return io.build_streamed(formula, data, REML=REML, weights=weights, offset=offset,
                                  na_action=na_action, ordering=ordering, memory_limit=memory_limit,
-                                 chunksize=chunksize)
+                                 chunksize=chunksize, verbose=verbose)
     return LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset,
-                            na_action=na_action, ordering=ordering, memory_limit=memory_limit)
+                            na_action=na_action, ordering=ordering, memory_limit=memory_limit,
+                            verbose=verbose)

@@ -81,7 +81,7 @@ def _fit(args) -> str:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = lmer(args.formula, data, REML=not args.ml, weights=args.weights, na_action=args.na_action,
-                     memory_limit=args.memory_limit)
+                     memory_limit=args.memory_limit, verbose=args.verbose)
         t2 = time.perf_counter()
         if args.verbose:
             print(f"built the model (q = {model.q:,}, {model.factor.ordering} factor) in {t2 - t1:.2f} s; fitting ...",

@@ -52,11 +52,18 @@ def z_matrix(rows, nlevels, chunk: slice | None = None) -> sp.csr_matrix:
     return sp.hstack(blocks, format="csr") if blocks else None
 
 
-def cross_products(rows, nlevels, X, y, weights=None, chunk_rows: int = CHUNK_ROWS) -> CrossProducts:
-    """Accumulate the cross-products over row chunks of at most ``chunk_rows`` rows."""
+def cross_products(rows, nlevels, X, y, weights=None, chunk_rows: int = CHUNK_ROWS,
+                   verbose: bool = False) -> CrossProducts:
+    """Accumulate the cross-products over row chunks of at most ``chunk_rows`` rows
+    (``verbose``: a tqdm bar over the chunks on stderr)."""
     n = y.shape[0]
     total = None
-    for start in range(0, n, chunk_rows):
+    starts = range(0, n, chunk_rows)
+    if verbose:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="cross-products", unit=" chunks", leave=False)
+    for start in starts:
         sl = slice(start, min(n, start + chunk_rows))
         Z = z_matrix(rows, nlevels, sl)
         Xc, yc = X[sl], y[sl]

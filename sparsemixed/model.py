@@ -148,7 +148,8 @@ class LinearMixedModel:
     """
 
     def __init__(self, formula: str, data, REML: bool = True, weights=None, offset=None,
-                 na_action: str = "omit", ordering: str = "auto", memory_limit=None):
+                 na_action: str = "omit", ordering: str = "auto", memory_limit=None,
+                 verbose: bool = False):
         parsed = parse_formula(formula)
         if not parsed.bars:
             raise SparseMixedError(
@@ -172,6 +173,7 @@ class LinearMixedModel:
         self.weights_arg, self.offset_arg = weights, offset
         self._set_fixed(frame)
         y = frame.y - (frame.offset if frame.offset is not None else 0.0)
+        self._verbose = bool(verbose)
         self._build(rows, y, frame.weights, ordering, memory_limit)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
 
@@ -242,7 +244,8 @@ class LinearMixedModel:
         self.nobs = y.shape[0]
         self.gamma = self._shift(X, y, weights)
         nlevels = [t.nlevels for t in self.terms]
-        self.crossprod = cross_products(rows, nlevels, X, y - X @ self.gamma, weights)
+        self.crossprod = cross_products(rows, nlevels, X, y - X @ self.gamma, weights,
+                                        verbose=getattr(self, "_verbose", False))
         del self._X
         self._analyse(ordering, memory_limit)
 

@@ -73,3 +73,18 @@ def test_progress_only_when_verbose(capsys):
     assert main(["fit", "Dyestuff", "Yield ~ 1 + (1|Batch)", "--verbose"]) == 0
     err = capsys.readouterr().err
     assert "built the model" in err and "fitted in" in err
+
+
+def test_cross_product_progress_over_chunks(capsys, monkeypatch, tmp_path):
+    import sparsemixed.crossprod as cp
+
+    monkeypatch.setattr(cp, "CHUNK_ROWS", 50)
+    d = sm.datasets.load("sleepstudy")
+    sm.lmer("Reaction ~ Days + (1|Subject)", d, verbose=True)
+    assert "cross-products" in capsys.readouterr().err
+    d.to_csv(tmp_path / "s.csv", index=False)
+    sm.lmer("Reaction ~ Days + (1|Subject)", str(tmp_path / "s.csv"), chunksize=60, verbose=True)
+    err = capsys.readouterr().err
+    assert "levels (pass 1)" in err and "cross-products (pass 2)" in err
+    sm.lmer("Reaction ~ Days + (1|Subject)", d)
+    assert capsys.readouterr().err == ""

@@ -26,19 +26,27 @@ from .streamed_model import StreamedModel
 class StreamRunner:
     """The two passes over a chunk source, one chunk in memory at a time."""
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, source, verbose: bool = False):
+        self.source, self.verbose = source, verbose
+
+    def _chunks(self, columns, what: str):
+        it = self.source.chunks(columns)
+        if not self.verbose:
+            return it
+        from tqdm.auto import tqdm
+
+        return tqdm(it, desc=what, unit=" chunks", leave=False)
 
     def columns(self):
         return self.source.columns()
 
     def scan(self, plan: Plan) -> Scan:
         return reduce(lambda acc, chunk: acc.merge(scan_chunk(chunk, plan)),
-                      self.source.chunks(plan.columns), Scan())
+                      self._chunks(plan.columns, "levels (pass 1)"), Scan())
 
     def accumulate(self, enc: Encoding):
         return reduce(lambda acc, chunk: combine(acc, enc.partial(chunk)),
-                      self.source.chunks(enc.plan.columns), None)
+                      self._chunks(enc.plan.columns, "cross-products (pass 2)"), None)
 
     @property
     def descriptor(self):
@@ -47,8 +55,9 @@ class StreamRunner:
 
 def build_streamed(formula: str, data, REML: bool = True, weights=None, offset=None,
                    na_action: str = "omit", ordering: str = "auto", memory_limit=None,
-                   chunksize: int | None = None):
-    """``lmer`` for a file, a pyarrow dataset, DataFrame chunks or a dask DataFrame."""
+                   chunksize: int | None = None, verbose: bool = False):
+    """``lmer`` for a file, a pyarrow dataset, DataFrame chunks or a dask DataFrame;
+    ``verbose`` shows progress over the chunks of both passes (tqdm, stderr)."""
     parsed = parse_formula(formula)
     if not parsed.bars:
         raise SparseMixedError(
@@ -59,7 +68,7 @@ def build_streamed(formula: str, data, REML: bool = True, weights=None, offset=N
 
         runner = DaskRunner(data)
     else:
-        runner = StreamRunner(open_source(data, chunksize))
+        runner = StreamRunner(open_source(data, chunksize), verbose)
     plan = Plan.make(parsed, weights, offset, na_action, runner.columns())
     enc = Encoding.from_scan(runner.scan(plan), plan)
     part = runner.accumulate(enc)
