@@ -63,3 +63,12 @@ def test_profile_zeta_plot(tmp_path):
     fig = plots.profile_zeta(prof)
     assert [a.get_title() for a in fig.axes if a.get_visible()] == ["a", "b"]
     _png(fig, tmp_path / "zeta.png")
+
+
+def test_profile_zeta_plot_of_a_real_profile(tmp_path):
+    from sparsemixed.inference.profile import profile
+
+    r = sm.lmer("Yield ~ 1 + (1|Batch)", sm.datasets.load("Dyestuff")).fit()
+    fig = plots.profile_zeta(profile(r))
+    assert [a.get_title() for a in fig.axes if a.get_visible()] == [".sig01", ".sigma", "(Intercept)"]
+    _png(fig, tmp_path / "zeta_real.png")
