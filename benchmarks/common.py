@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: machine info, markdown tables, result paths."""
+"""Shared helpers for the benchmark scripts: machine info, markdown tables, result paths,
+and ``measured``, which runs one case in its own process under GNU time."""
 from __future__ import annotations
 
 import datetime
@@ -8,12 +9,49 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def measured(cmd: list[str], timeout: float | None = None) -> dict:
+    """Run ``cmd`` (its last stdout line is JSON) in its own process group under GNU time;
+    add the 1-min load average at the start, the wall time, peak RSS in MB and CPU seconds.
+    On timeout the group is killed and ``{"timeout": True, "error": ...}`` returned; on a
+    non-zero exit ``{"error": <last stderr line>, "stderr": ...}``."""
+    gnu_time = shutil.which("time")
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as tf:
+        full = [gnu_time, "-v", "-o", tf.name, *cmd] if gnu_time else cmd
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)     # the group of the process started here
+            proc.communicate()
+            return {"timeout": True, "error": f"timeout after {timeout:.0f} s", "load": load,
+                    "wall": time.perf_counter() - t0, "rss_mb": None}
+        wall = time.perf_counter() - t0
+        tv = tf.read() if gnu_time else ""
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tv)
+        cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", tv)) or None
+    rss = int(m.group(1)) // 1024 if m else None
+    if proc.returncode != 0:
+        tail = stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        killed = "killed (out of memory?) " if proc.returncode in (-9, 137) else ""
+        return {"error": killed + tail[0][:300], "stderr": stderr[-3000:], "load": load, "wall": wall,
+                "rss_mb": rss, "cpu": cpu}
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out.update(load=load, wall=wall, rss_mb=rss, cpu=cpu)
+    return out
 RESULTS = ROOT / "benchmarks" / "results"
 if str(ROOT) not in sys.path:         # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))

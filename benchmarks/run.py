@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from common import ROOT, machine_info, md_table, result_path
+from common import ROOT, machine_info, md_table, measured, result_path
 
 FORMULA = "y ~ 1 + service + (1|s) + (1|d) + (1|dept:service)"
 CSV = ROOT / "sparsemixed" / "datasets" / "data" / "InstEval.csv"
@@ -71,34 +66,20 @@ def worker(copies: int, theta) -> dict:
 
 
 # -- the parent: run each case in its own process ------------------------------------------
-def measured(cmd: list[str]) -> dict:
-    """Run ``cmd`` (which prints one JSON object last) and add its peak RSS in MB."""
-    gnu_time = shutil.which("time")  # GNU time, for -v
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as tf:
-        full = [gnu_time, "-v", "-o", tf.name, *cmd] if gnu_time else cmd
-        load = os.getloadavg()[0]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        proc = subprocess.run(full, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        out["load"] = load
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tf.read()) if gnu_time else None
-    if m:
-        out["rss_mb"] = int(m.group(1)) // 1024
-    else:  # the children's high-water mark: exact only while it keeps rising case by case
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out["rss_mb"] = after // 1024 if after > before else None
+def _measured(cmd: list[str]) -> dict:
+    """common.measured, failing loudly (every case of this benchmark must run)."""
+    out = measured(cmd)
+    if "error" in out:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out['error']}\n{out.get('stderr', '')}")
     return out
-
 
 def run_sparsemixed(copies: int, theta=None) -> dict:
     arg = json.dumps({"copies": copies, "theta": theta})
-    return measured([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--worker", arg])
+    return _measured([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--worker", arg])
 
 
 def run_lme4() -> dict:
-    return measured(["Rscript", str(ROOT / "benchmarks" / "lme4_fit.R"), str(CSV), FORMULA])
+    return _measured(["Rscript", str(ROOT / "benchmarks" / "lme4_fit.R"), str(CSV), FORMULA])
 
 
 def row(case: str, r: dict) -> list:

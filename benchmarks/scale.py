@@ -24,16 +24,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from common import ROOT, machine_info, md_table, result_path
+from common import ROOT, machine_info, md_table, measured, result_path
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import movielens  # noqa: E402
@@ -124,37 +122,6 @@ def export_csv(name: str, seed: int, cache: bool, path: str) -> dict:
 
 
 # -- the parent -------------------------------------------------------------------------------
-def measured(cmd: list[str], timeout: float | None) -> dict:
-    """Run ``cmd`` (its last stdout line is JSON) in its own process group under GNU time;
-    add peak RSS in MB and the wall time; on timeout kill that group and say so."""
-    gnu_time = shutil.which("time")
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as tf:
-        full = [gnu_time, "-v", "-o", tf.name, *cmd] if gnu_time else cmd
-        load = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=ROOT, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)     # the group of the process started here
-            proc.communicate()
-            return {"error": f"timeout after {timeout:.0f} s", "load": load,
-                    "wall": time.perf_counter() - t0}
-        wall = time.perf_counter() - t0
-        tv = tf.read() if gnu_time else ""
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tv)
-        cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", tv)) or None
-    if proc.returncode != 0:
-        tail = stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        killed = "killed (out of memory?) " if proc.returncode in (-9, 137) else ""
-        return {"error": killed + tail[0][:300], "stderr": stderr[-3000:], "load": load, "wall": wall,
-                "rss_mb": int(m.group(1)) // 1024 if m else None, "cpu": cpu}
-    out = json.loads(stdout.strip().splitlines()[-1])
-    out.update(load=load, wall=wall, rss_mb=int(m.group(1)) // 1024 if m else None, cpu=cpu)
-    return out
-
-
 def run_case(name: str, seed: int, cache: bool, timeout: float | None) -> dict:
     arg = json.dumps({"case": name, "seed": seed, "cache": cache})
     return measured([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--worker", arg], timeout)

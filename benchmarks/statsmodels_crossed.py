@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import resource
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
 import numpy as np
 
-from common import ROOT, machine_info, md_table, result_path
+from common import ROOT, machine_info, md_table, measured, result_path
 
 FORMULA = "y ~ service"
 VC_FORMULA = {"s": "0 + C(s)", "d": "0 + C(d)"}
@@ -101,40 +94,6 @@ def worker(package: str, rows: int | None, seed: int) -> dict:
 
 
 # -- the parent: run each case in its own process ------------------------------------------
-def measured(cmd: list[str], timeout: float) -> dict:
-    """Run ``cmd`` (which prints one JSON object last) with a timeout; add its peak RSS in MB.
-
-    The child runs in its own session so that on timeout the whole process group (GNU time
-    and the Python under it) is killed."""
-    gnu_time = shutil.which("time")  # GNU time, for -v
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as tf:
-        full = [gnu_time, "-v", "-o", tf.name, *cmd] if gnu_time else cmd
-        load = os.getloadavg()[0]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=ROOT, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return dict(timeout=True, load=load, wall=time.perf_counter() - t0, rss_mb=None)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            return dict(error=f"exit {proc.returncode}: {stderr.strip().splitlines()[-1][:200] if stderr.strip() else ''}",
-                        load=load, wall=wall, rss_mb=None)
-        out = json.loads(stdout.strip().splitlines()[-1])
-        out["load"], out["wall"] = load, wall
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tf.read()) if gnu_time else None
-    if m:
-        out["rss_mb"] = int(m.group(1)) // 1024
-    else:  # the children's high-water mark: exact only while it keeps rising case by case
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out["rss_mb"] = after // 1024 if after > before else None
-    return out
-
-
 def run_case(package: str, rows: int | None, seed: int, timeout: float) -> dict:
     arg = json.dumps({"package": package, "rows": rows, "seed": seed})
     r = measured([sys.executable, str(ROOT / "benchmarks" / "statsmodels_crossed.py"), "--worker", arg],
