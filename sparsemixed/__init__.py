@@ -6,13 +6,22 @@ Pipeline (one module per step):
     terms             grouping factors, random-effects terms, covariance factors
     crossprod         one pass: Z'Z, Z'X, Z'y, X'X, X'y, y'y
     relcov            theta -> Lambda, M = Lambda'Z'Z Lambda + I
+    io                the same from files, chunks or Dask, in bounded memory
+    linalg.symbolic   the factor's size before it exists (memory guard)
+    linalg.select     blocked Schur factor or CHOLMOD ordering, chosen once
     linalg.cholesky   CHOLMOD sparse Cholesky, analysed once
+    linalg.blocked    first term eliminated, dense Schur complement (LAPACK)
     linalg.pls        penalized least squares at theta
     objective         profiled ML deviance / REML criterion
+    gradient          its analytic gradient (selected inverse)
     optimize          optimizer and OptSummary
-    model             LinearMixedModel: objective(theta), fit()
-    results           LmerResult: fixef, vcov, varcorr, ranef, summary
+    model             LinearMixedModel: objective(theta), gradient(theta), fit()
+    diagnostics       singular fits, scaled gradient, predictor scales
+    results           LmerResult: fixef, vcov, varcorr, ranef, summary, vcov_varpar
+    inference         BLUP variances, predict/simulate/bootstrap, confint, profile,
+                      anova and LRTs, Satterthwaite / Kenward-Roger
     mixedlm           statsmodels' MixedLM interface (params packing, score, Hessian)
+    plots, cli        figures (matplotlib extra) and the command line
 """
 from . import datasets
 from .api import lmer
