@@ -269,8 +269,6 @@ def test_mixedlm_text_column_of_numbers_with_a_few_strings(d):
         sm.mixedlm("Reaction ~ Days", d, groups="Subject")
 
 
-@pytest.mark.xfail(strict=True, reason="the streamed route (sparsemixed/io) encodes chunks without "
-                                       "design._text_covariates: the column becomes an 11-level factor")
 def test_streamed_text_column_of_numbers_with_a_few_strings(d):
     d = _stray_text_days(d)
     with unchanged(d), fails(DataError, r"column 'Days' is used as a covariate"):

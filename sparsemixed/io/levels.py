@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..formula.bars import ParsedFormula
-from ..formula.design import _check_finite, _missing_columns, _required, _response
+from ..formula.design import _check_finite, _missing_columns, _required, _response, _text_covariates
 
 _C_ARG = re.compile(r"\bC\(\s*`?([A-Za-z_.][A-Za-z0-9_. ]*?)`?\s*[,)]")
 
@@ -147,6 +147,11 @@ def scan_chunk(df: pd.DataFrame, plan: Plan) -> Scan:
         out.kinds[c] = {kind(df[c].dtype)}
     _response(df, plan.parsed.response, plan.parsed.text)
     _check_finite(df, plan.used, plan.parsed.text)
+    # text in a column used as a covariate: stray non-numbers are refused as in memory
+    grouping = {f for g in plan.groups for f in g}
+    exprs = [plan.parsed.fixed] + [b.expr for b in plan.parsed.bars]
+    _text_covariates(df, [c for c in plan.model_vars if c not in grouping and c != plan.parsed.response],
+                     exprs)
     for label, col in plan.extra.items():
         s = df[col]
         if s.dtype == bool or not pd.api.types.is_numeric_dtype(s.dtype):
