@@ -2,13 +2,14 @@
 #   make demo   install what is missing, fit sleepstudy and InstEval, print summaries
 #   make test   install what is missing, run the test suite
 #   make bench  also install R's lme4 and run the benchmarks against it
+#   make rdeps  R with lme4, lmerTest, pbkrtest, numDeriv: what tests/reference/make_*.R need
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSPKGS := build-essential python3-dev python3-venv libsuitesparse-dev libopenblas0-pthread
-RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite r-cran-numderiv
+RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite r-cran-numderiv r-cran-lmertest r-cran-pbkrtest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SS_HEADER := $(firstword $(wildcard /usr/include/suitesparse/SuiteSparse_config.h /usr/include/SuiteSparse_config.h))
 
