@@ -317,14 +317,14 @@ class LinearMixedModel:
         the interior (optimize._leave_boundary).  ``optimizer="bobyqa"`` gives lme4's
         derivative-free method.
 
-        Exception: with a large dense Schur block (q2 >= blocked.TILED_Q2, e.g. 16,034
+        Exception: with a large dense Schur block (q2 >= blocked.LARGE_DENSE_Q2, e.g. 16,034
         movies) one gradient costs about four criterion evaluations (the inverse of S is
         twice its Cholesky factor, plus a pass over all level pairs), more than L-BFGS-B
         saves in evaluations on these few-parameter models: BOBYQA is chosen there."""
         from .linalg import blocked
 
         f = self.factor
-        if getattr(f, "ordering", "") == "blocked" and f.q2 >= blocked.TILED_Q2 and self.theta0.size <= 4:
+        if getattr(f, "ordering", "") == "blocked" and f.q2 >= blocked.LARGE_DENSE_Q2 and self.theta0.size <= 4:
             return "bobyqa"
         return "lbfgsb"
 

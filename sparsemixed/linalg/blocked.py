@@ -23,8 +23,11 @@ from numba import njit, prange
 
 from ..errors import NumericalError
 
-TILED_Q2 = 2048          # from this size on, S is formed by the tiled parallel kernel
+TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel (InstEval,
+                         # q2 = 1,156: 24 -> 18 ms per factorization; 1M rows, q2 = 2,000: 255 -> 127 ms)
 TILE_ROWS = 256
+LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over all pairs) costs
+                          # ~4 criterion evaluations: the default optimizer is then BOBYQA
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
 _CONTROLLER = None
