@@ -329,7 +329,7 @@ class BlockedCholesky:
                                  self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos22, q2, out):
     """M^-1 on M's lower pattern from the blocked factor and U, the upper triangle of S^-1.
 
@@ -340,7 +340,7 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
     nlev = L11.shape[0]
     Minv11 = np.zeros((nlev, k1, k1))
     Minv21 = np.zeros(W.shape[0])
-    for j in range(nlev):
+    for j in prange(nlev):             # levels write disjoint blocks: parallel-safe
         base = lev_ptr[j]
         nr = lev_ptr[j + 1] - base
         # Y = Sinv[R, R] W_j  (nr x k1)
