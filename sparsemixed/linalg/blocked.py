@@ -33,22 +33,13 @@ MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOL
 _CONTROLLER = None
 
 
-def _blas(q2: int):
-    """BLAS threads for a dense block of order q2: one below THREADED_Q2 (see
-    _one_blas_thread), all above, where the O(q2^3) work dwarfs the threads' overhead."""
-    import contextlib
-
-    return contextlib.nullcontext() if q2 >= THREADED_Q2 else _one_blas_thread()
-
-
-THREADED_Q2 = 10**9     # threaded OpenBLAS dpotrf segfaults at q2 = 16,034 here: single-threaded everywhere
-
-
 def _one_blas_thread():
     """Context limiting BLAS to one thread.  Measured on the 2-core machine with a second
     process busy: threaded OpenBLAS dpotri on InstEval's 1,156 x 1,156 Schur factor took
     1.9-4.5 s and dpotrf 0.03-1.6 s (spinning threads); single-threaded 20-30 ms and
-    14-27 ms.  Unloaded, threads gain < 2x at this size, so one thread is the safe choice."""
+    14-27 ms.  Unloaded, threads gain < 2x at this size, so one thread is the safe choice;
+    at order 16,034 threaded dpotrf of the bundled OpenBLAS (SkylakeX kernels) segfaults
+    on this VM, so large blocks stay on one thread too."""
     global _CONTROLLER
     from threadpoolctl import ThreadpoolController
 
@@ -230,6 +221,7 @@ class BlockedCholesky:
         self.W = np.zeros(self.lev_rows.size * k1)
         self.S = np.zeros((self.q2, self.q2))
         self._logdet = np.nan
+        self.schur_method = self._schur_method()
 
     def _schur_method(self) -> str:
         """"dense" (S = M22 - W'W by one BLAS product on a dense W) when the level blocks
@@ -246,7 +238,7 @@ class BlockedCholesky:
         return "tiled" if self.q2 >= TILED_Q2 else "serial"
 
     def factorize_values(self, Mdata: np.ndarray) -> None:
-        method = self.__dict__.get("_method") or self.__dict__.setdefault("_method", self._schur_method())
+        method = self.schur_method
         tiled = method in ("tiled", "dense")
         ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
                               self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
@@ -256,7 +248,7 @@ class BlockedCholesky:
             lev_of = np.repeat(np.arange(nlev), np.diff(self.lev_ptr))
             Wd = np.zeros((nlev, self.q2))
             Wd[lev_of, self.lev_rows] = self.W
-            with _blas(self.q2):
+            with _one_blas_thread():
                 G = sla.blas.dsyrk(1.0, Wd, trans=1, lower=0)      # upper of W'W (Fortran)
             S = self.S
             S[...] = -G.T                     # row-major lower triangle of -W'W
@@ -270,7 +262,7 @@ class BlockedCholesky:
         ld22 = 0.0
         if self.q2:
             # S holds the lower triangle row-major == upper triangle column-major (Fortran view)
-            with _blas(self.q2):
+            with _one_blas_thread():
                 c, info = sla.lapack.dpotrf(self.S.T, lower=0, clean=0, overwrite_a=1)
             if info != 0:
                 raise NumericalError(
@@ -295,7 +287,7 @@ class BlockedCholesky:
         out[: self.q1] = x1
         if self.q2:
             rhs = B2[self.q1:] - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2, False)
-            with _blas(self.q2):
+            with _one_blas_thread():
                 out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
         return out.reshape(-1) if vec else out
 
@@ -306,7 +298,7 @@ class BlockedCholesky:
         out = np.empty_like(B2)
         rhs1 = np.ascontiguousarray(B2[: self.q1])
         if self.q2:
-            with _blas(self.q2):
+            with _one_blas_thread():
                 y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
             out[self.q1:] = y2
             rhs1 = rhs1 - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1, True)
@@ -319,7 +311,7 @@ class BlockedCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
         if self.q2:
-            with _blas(self.q2):   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
+            with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
                 U, info = sla.lapack.dpotri(self.R22, lower=0)
             if info != 0:
                 raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
