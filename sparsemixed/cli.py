@@ -36,7 +36,7 @@ def _read(source: str):
     try:
         if suffix in (".parquet", ".pq"):
             try:
-                import pyarrow  # noqa: F401
+                import pyarrow  # noqa: F401  (only to give a clear message when it is missing)
             except ImportError:
                 raise _InputError("reading Parquet needs pyarrow: pip install 'sparsemixed[parquet]'") from None
             return pd.read_parquet(path)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .progress import progress
+
 CHUNK_ROWS = 1_000_000
 
 
@@ -58,12 +60,7 @@ def cross_products(rows, nlevels, X, y, weights=None, chunk_rows: int = CHUNK_RO
     (``verbose``: a tqdm bar over the chunks on stderr)."""
     n = y.shape[0]
     total = None
-    starts = range(0, n, chunk_rows)
-    if verbose:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="cross-products", unit=" chunks", leave=False)
-    for start in starts:
+    for start in progress(range(0, n, chunk_rows), desc="cross-products", unit=" chunks", enabled=verbose):
         sl = slice(start, min(n, start + chunk_rows))
         Z = z_matrix(rows, nlevels, sl)
         Xc, yc = X[sl], y[sl]

@@ -11,6 +11,7 @@ one symbolic analysis.  After that the model holds nothing of length n.
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from .formula.design import build_model_frame
 from .linalg.select import select_factor
 from .linalg.pls import pls_solve, random_effects
 from .optimize import DEFAULT_METHOD, OptSummary, minimize
+from .progress import progress
 from .relcov import RelCov
 
 RANK_TOL = 1e-7
@@ -173,8 +175,7 @@ class LinearMixedModel:
         self.weights_arg, self.offset_arg = weights, offset
         self._set_fixed(frame)
         y = frame.y - (frame.offset if frame.offset is not None else 0.0)
-        self._verbose = bool(verbose)
-        self._build(rows, y, frame.weights, ordering, memory_limit)
+        self._build(rows, y, frame.weights, ordering, memory_limit, verbose=verbose)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
 
     @classmethod
@@ -198,7 +199,7 @@ class LinearMixedModel:
             t.name = t.name or name
         _check_terms(self.terms, y.shape[0], single_level_ok=True)
         self.fixed_spec, self.data, self.weights_arg, self.offset_arg = None, None, None, None
-        frame = type("Frame", (), {"X": X, "X_names": list(X_names), "weights": None})()
+        frame = types.SimpleNamespace(X=X, X_names=list(X_names), weights=None)
         self._set_fixed(frame)
         self._build(rows, y, None, ordering, memory_limit)
         _check_interpolation(self.crossprod, [t.name for t in self.terms])
@@ -239,13 +240,13 @@ class LinearMixedModel:
         ys = y * sw if sw is not None else y
         return np.linalg.lstsq(Xs, ys, rcond=None)[0]
 
-    def _build(self, rows, y, weights, ordering, memory_limit=None) -> None:
+    def _build(self, rows, y, weights, ordering, memory_limit=None, verbose: bool = False) -> None:
         X = self._X
         self.nobs = y.shape[0]
         self.gamma = self._shift(X, y, weights)
         nlevels = [t.nlevels for t in self.terms]
         self.crossprod = cross_products(rows, nlevels, X, y - X @ self.gamma, weights,
-                                        verbose=getattr(self, "_verbose", False))
+                                        verbose=verbose)
         del self._X
         self._analyse(ordering, memory_limit)
 
@@ -347,7 +348,7 @@ class LinearMixedModel:
             optimizer = self.choose_optimizer()
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
-        bar = _progress_bar(verbose, f"fit ({optimizer})")
+        bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
         try:
             minimize(lambda th: self.objective(th, reml), summary,
                      fun_grad=lambda th: self.objective_and_gradient(th, reml),
@@ -397,15 +398,6 @@ class LinearMixedModel:
         terms = " + ".join(f"({t.expr} | {t.group.name})" for t in self.terms)
         return (f"LinearMixedModel({self.formula!r}, REML={self.REML}, n={self.nobs}, "
                 f"p={self.p}, q={self.q}, terms={terms})")
-
-
-def _progress_bar(verbose: bool, desc: str):
-    """A tqdm bar on stderr when verbose, else None (the library is silent by default)."""
-    if not verbose:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(desc=desc, unit=" evals", leave=False)
 
 
 def _match_rows(frame_terms, model_terms) -> list[int]:

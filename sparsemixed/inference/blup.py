@@ -17,22 +17,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-import scipy.sparse as sp
 
 from ..errors import SparseMixedError
-from ..results.condvar import relative_condvar_diag
+from ..results.condvar import relative_condvar_diag, selected_inverse_and_lambda
 
 KINDS = ("conditional", "pev")
 
 
 def _level_blocks(model, theta) -> list[np.ndarray]:
     """Per term, (nlevels, k, k) blocks of Lambda M^-1 Lambda' (relative scale)."""
-    rc = model.relcov
-    model.pls(theta)
-    Minv = model.factor.selected_inverse(rc.M_indptr, rc.M_indices)
-    S = sp.csc_matrix((Minv, rc.M_indices, rc.M_indptr), shape=(rc.q, rc.q))
-    S = S + S.T - sp.diags(S.diagonal())
-    Lam = rc.Lambda(theta).tocsr()
+    S, Lam = selected_inverse_and_lambda(model, theta)
     P = (Lam @ S @ Lam.T).tocsr()
     out, off = [], 0
     for t in model.terms:

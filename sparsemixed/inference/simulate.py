@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ..progress import progress as progress_bar
 from ..errors import NumericalError, SparseMixedError, SparseMixedWarning
 
 
@@ -177,11 +178,7 @@ class SimulateMixin:
         t0s = pd.Series(t0) if np.ndim(t0) else pd.Series([t0], index=["statistic"])
         rng = _rng(seed)
         parts = self._sim_parts()
-        it = range(n)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, desc="bootstrap", unit="refit")
+        it = progress_bar(range(n), desc="bootstrap", unit="refit", enabled=progress, leave=True)
         rows, failures, warned = [], [], {}
         for i in it:
             y = self._draw(parts, rng, use_u)

@@ -19,6 +19,7 @@ from ..formula.bars import parse_formula
 from .encode import Encoding
 from .levels import Plan, Scan, scan_chunk
 from .partial import combine
+from ..progress import progress
 from .sources import is_dask, open_source
 from .streamed_model import StreamedModel
 
@@ -30,12 +31,7 @@ class StreamRunner:
         self.source, self.verbose = source, verbose
 
     def _chunks(self, columns, what: str):
-        it = self.source.chunks(columns)
-        if not self.verbose:
-            return it
-        from tqdm.auto import tqdm
-
-        return tqdm(it, desc=what, unit=" chunks", leave=False)
+        return progress(self.source.chunks(columns), desc=what, unit=" chunks", enabled=self.verbose)
 
     def columns(self):
         return self.source.columns()

@@ -9,7 +9,6 @@ their Python API; both are handled here so the rest of the package sees one clas
 """
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np

@@ -19,20 +19,18 @@ group, ``vc_formula={"a": "0 + C(a)", ...}``) cost what the lme4 formula costs.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .. import objective as obj
-from ..errors import DataError, MissingDataWarning, SparseMixedError
+from ..errors import DataError, SparseMixedError
 from ..gradient import gradient_parts
 from ..model import LinearMixedModel
 from ..numdiff import hessian_from_gradient
 from ..terms.grouping import GroupingFactor
 from ..terms.random_term import MatrixRows, RandomTerm, TermRows
-from .params import MixedLMParams, lower_factor
+from .params import MixedLMParams
 
 MAX_GROUP_COV = 2000       # random_effects_cov gives full blocks up to this many effects
 

@@ -16,15 +16,21 @@ import scipy.sparse as sp
 BATCH = 256
 
 
-def relative_condvar_diag(model, theta) -> np.ndarray:
-    """diag(Lambda M^-1 Lambda') at theta (multiply by sigma^2 for variances)."""
+def selected_inverse_and_lambda(model, theta):
+    """(S, Lambda) at theta: S = M^-1 on M's pattern as a symmetric sparse matrix (the
+    selected inverse of the factor of M at theta), Lambda in CSR.  Products such as
+    Lambda S Lambda' are exact on each level's block, which lies in M's pattern."""
     theta = np.asarray(theta, dtype=float)
     model.pls(theta)                                   # factor M at theta
     rc = model.relcov
     Minv = model.factor.selected_inverse(rc.M_indptr, rc.M_indices)
     S = sp.csc_matrix((Minv, rc.M_indices, rc.M_indptr), shape=(rc.q, rc.q))
-    S = S + S.T - sp.diags(S.diagonal())
-    Lam = rc.Lambda(theta).tocsr()
+    return S + S.T - sp.diags(S.diagonal()), rc.Lambda(theta).tocsr()
+
+
+def relative_condvar_diag(model, theta) -> np.ndarray:
+    """diag(Lambda M^-1 Lambda') at theta (multiply by sigma^2 for variances)."""
+    S, Lam = selected_inverse_and_lambda(model, theta)
     return np.asarray((Lam @ S).multiply(Lam).sum(axis=1)).ravel()
 
 
