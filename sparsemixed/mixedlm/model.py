@@ -19,6 +19,8 @@ group, ``vc_formula={"a": "0 + C(a)", ...}``) cost what the lme4 formula costs.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -298,7 +300,7 @@ class MixedLM:
         bs = fe - eng.gamma                       # the engine's cross-products use y - X gamma
         v = state.cu - state.RZX @ bs
         q = float(cp.yty - 2 * bs @ cp.Xty + bs @ cp.XtX @ bs - v @ v)
-        state = type(state)(**{**state.__dict__, "beta": bs, "r2": max(q, 0.0)})
+        state = dataclasses.replace(state, beta=bs, r2=max(q, 0.0))
         return state
 
     def _nu(self) -> int:
