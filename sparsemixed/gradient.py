@@ -14,11 +14,23 @@ With A = Z'WZ, M = Lambda'A Lambda + I, dLambda_i = dLambda/dtheta_i (ones where
 Everything is q- or pattern-sized; the cost is one selected inversion plus O(nnz(M)).
 The criterion is even in each scalar theta_i, so the gradient is 0 on the boundary
 theta_i = 0 (these formulas give that value there without special cases).
+
+When Lambda is diagonal (scalar terms), dLambda_i = E_i (rows with Lind == i) and
+E_i Lambda = theta_i E_i, so with A_theta = Lambda'A Lambda = M - I
+
+    tr(M^-1 dM_i) = (2 / theta_i) tr(E_i M^-1 A_theta) = (2 / theta_i) (q_i - tr(E_i M^-1)):
+
+only diag(M^-1) is needed, which the blocked factor gives without M^-1's off-diagonal
+blocks (BlockedCholesky.inverse_diagonal).  This form loses accuracy as theta_i -> 0
+(q_i - tr(E_i M^-1) = O(theta_i^2) by cancellation), so it is used only when every
+theta_i >= DIAG_TRACE_MIN; otherwise the selected inverse.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+
+DIAG_TRACE_MIN = 1e-3
 
 
 def gradient(state, crossprod, relcov, chol, reml: bool) -> np.ndarray:
@@ -34,12 +46,7 @@ def gradient_parts(state, crossprod, relcov, chol, reml: bool):
     as a function of (sigma, theta))."""
     theta = state.theta
     ntheta = theta.size
-    Minv = chol.selected_inverse(relcov.M_indptr, relcov.M_indices)
-    # tr(M^-1 dM_i): each contribution A_ab Lambda_ar Lambda_bc to M_rc (r >= c) enters the
-    # symmetric trace twice when r != c
-    w = relcov.A_data[relcov.src] * Minv[relcov.target] * relcov.mult[relcov.target]
-    g = (np.bincount(relcov.t1, weights=w * theta[relcov.t2], minlength=ntheta)
-         + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=ntheta))
+    g = dlogdet_M(theta, relcov, chol)
     Lam = relcov.Lambda(theta)
     ZtZ = crossprod.ZtZ
     v = state.cu - (state.RZX @ state.beta if state.beta.size else 0.0)
@@ -57,3 +64,22 @@ def gradient_parts(state, crossprod, relcov, chol, reml: bool):
         GK = G @ (Rinv @ Rinv.T)
         dlogRX = -2.0 * np.bincount(lind, weights=np.einsum("ij,ij->i", GK[cols], H[rows]), minlength=ntheta)
     return g, dlogRX, dr2
+
+
+def dlogdet_M(theta, relcov, chol) -> np.ndarray:
+    """d log|M| / dtheta_i = tr(M^-1 dM_i), from diag(M^-1) when Lambda is diagonal and the
+    factor gives it cheaply, else from the selected inverse on M's pattern."""
+    ntheta = theta.size
+    if relcov.diagonal_Lambda and ntheta and theta.min() >= DIAG_TRACE_MIN:
+        diag = getattr(chol, "inverse_diagonal", lambda: None)()
+        if diag is not None:
+            lind = relcov.Lind
+            qi = np.bincount(lind, minlength=ntheta)
+            tr = np.bincount(lind, weights=diag[relcov.Lrows], minlength=ntheta)
+            return 2.0 / theta * (qi - tr)
+    Minv = chol.selected_inverse(relcov.M_indptr, relcov.M_indices)
+    # tr(M^-1 dM_i): each contribution A_ab Lambda_ar Lambda_bc to M_rc (r >= c) enters the
+    # symmetric trace twice when r != c
+    w = relcov.A_data[relcov.src] * Minv[relcov.target] * relcov.mult[relcov.target]
+    return (np.bincount(relcov.t1, weights=w * theta[relcov.t2], minlength=ntheta)
+            + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=ntheta))

@@ -99,6 +99,12 @@ class RelCov:
         m[self.diag_pos] = 1.0
         return m
 
+    @cached_property
+    def diagonal_Lambda(self) -> bool:
+        """Lambda is diagonal (every term scalar, or split by '||'): then dLambda/dtheta_i is
+        the indicator E_i of the rows with Lind == i, and E_i Lambda = theta_i E_i."""
+        return bool(np.array_equal(self.Lrows, self.Lcols))
+
     @property
     def nnz_M(self) -> int:
         return self.M_indices.size

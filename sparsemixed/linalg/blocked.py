@@ -145,6 +145,42 @@ def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, n
         S_flat[pos22[e, 1]] += Mdata[pos22[e, 0]]
 
 
+@njit(cache=True, parallel=True)
+def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
+    """w_j' U w_j for every level j of a scalar first term (w_j: level j's entries of W, at
+    rows lev_rows), with U = S^-1 as dpotri leaves it: the upper triangle in column-major
+    order, U[c, r] (c <= r) at r * q2 + c.  The traversal is _schur_scalar_tiled's (rows of
+    U by blocks, dealt round-robin to the threads, so a block of U stays in cache); each
+    thread sums into its own row of ``partial``, which are then added in thread order, so
+    the result does not depend on scheduling."""
+    nblocks = (q2 + block - 1) // block
+    nlev = lev_ptr.shape[0] - 1
+    partial = np.zeros((nthreads, nlev))
+    for t in prange(nthreads):
+        for bi in range(t, nblocks, nthreads):
+            lo, hi = bi * block, min(q2, (bi + 1) * block)
+            for j in range(nlev):
+                a, e = lev_ptr[j], lev_ptr[j + 1]
+                if a == e or lev_rows[e - 1] < lo or lev_rows[a] >= hi:
+                    continue
+                s0 = a + np.searchsorted(lev_rows[a:e], lo)
+                s1 = a + np.searchsorted(lev_rows[a:e], hi)
+                acc = 0.0
+                for x in range(s0, s1):
+                    ri = lev_rows[x]
+                    base = ri * q2
+                    s = 0.0
+                    for y in range(a, x):
+                        s += W[y] * Uflat[base + lev_rows[y]]
+                    acc += W[x] * (2.0 * s + W[x] * Uflat[base + ri])
+                partial[t, j] += acc
+    out = np.zeros(nlev)
+    for t in range(nthreads):
+        for j in range(nlev):
+            out[j] += partial[t, j]
+    return out
+
+
 @njit(cache=True)
 def _solve_L11(L11, B, k1, transpose):
     nlev = L11.shape[0]
@@ -308,15 +344,41 @@ class BlockedCholesky:
     def perm(self) -> np.ndarray:
         return np.arange(self.q)
 
+    def _schur_inverse(self) -> np.ndarray:
+        """U = S^-1 (upper triangle, column-major) from the factor of S, by dpotri."""
+        if not self.q2:
+            return np.zeros((0, 0), order="F")
+        with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
+            U, info = sla.lapack.dpotri(self.R22, lower=0)
+        if info != 0:
+            raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
+        return U
+
+    def inverse_diagonal(self) -> np.ndarray | None:
+        """diag(M^-1) for a scalar first term (k1 = 1), without M^-1's off-diagonal blocks:
+
+            (M^-1)_jj = (1 + w_j' S^-1 w_j) / L11_j^2     level j of term 1 (w_j: row j of L21')
+            diag((M^-1)_22) = diag(S^-1)
+
+        one dpotri and one tiled pass over the level pairs (those that form S), where the
+        selected inverse also forms (M^-1)_21.  None for a vector-valued first term."""
+        if self.k1 != 1:
+            return None
+        d11 = self.L11[:, 0, 0]
+        U = self._schur_inverse()
+        out = np.empty(self.q)
+        out[: self.q1] = 1.0
+        if self.q2:
+            out[: self.q1] += _quadforms_scalar_tiled(U.reshape(-1, order="F"), self.W, self.lev_ptr,
+                                                      self.lev_rows, self.q2, TILE_ROWS,
+                                                      numba.get_num_threads())
+            out[self.q1:] = np.diag(U)
+        out[: self.q1] /= d11 ** 2
+        return out
+
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
-        if self.q2:
-            with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
-                U, info = sla.lapack.dpotri(self.R22, lower=0)
-            if info != 0:
-                raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
-        else:
-            U = np.zeros((0, 0), order="F")
+        U = self._schur_inverse()
         return _selected_inverse(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
                                  self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
 
