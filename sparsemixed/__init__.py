@@ -27,7 +27,7 @@ from . import datasets
 from .api import lmer
 from .inference.compare import anova
 from .inference.vartests import lrt_variance, oneway_anova
-from .errors import (ConvergenceWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
+from .errors import (ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
                      SparseMixedError,
                      SparseMixedWarning)
@@ -43,5 +43,5 @@ __all__ = [
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
-    "IdentifiabilityWarning", "SingularFitWarning", "ScaleWarning",
+    "IdentifiabilityWarning", "SingularFitWarning", "ScaleWarning", "CostWarning",
 ]

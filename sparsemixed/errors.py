@@ -53,3 +53,8 @@ class SingularFitWarning(SparseMixedWarning):
 
 class ScaleWarning(SparseMixedWarning):
     """Fixed-effect predictors on very different scales."""
+
+
+class CostWarning(SparseMixedWarning):
+    """The factorization chosen for the model is estimated to take very long per evaluation
+    of the criterion (it fits in memory, but a fit would take hours)."""

@@ -59,3 +59,23 @@ def test_memory_strings():
     assert parse_memory("1.5GiB") == int(1.5 * 2**30)
     assert parse_memory(1000) == 1000
     assert parse_memory("500 MiB") == 500 * 2**20
+
+
+@pytest.mark.parametrize("ordering,what", [("blocked", r"dense Cholesky of the 1,156 x 1,156 Schur block"),
+                                           ("amd", r"sparse Cholesky factor with [\d,]+ entries \(CHOLMOD, ordering 'amd'\)")])
+def test_cost_warning_before_an_expensive_factorization(monkeypatch, ordering, what):
+    """A factor that fits in memory but would take very long per evaluation is announced,
+    with its flops and the options, before the first factorization (here by pretending the
+    machine does 1e4 flops a second); a fast one is not."""
+    import warnings
+
+    from sparsemixed.linalg import select
+
+    d = sm.datasets.load("InstEval")
+    f = "y ~ 1 + service + (1|s) + (1|d) + (1|dept:service)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sm.CostWarning)
+        sm.lmer(f, d, ordering=ordering)
+    monkeypatch.setattr(select, "ASSUMED_FLOPS_PER_S", 1e4)
+    with pytest.warns(sm.CostWarning, match=what + r".*flops, roughly [\d,]+ minutes.*drop or pool"):
+        sm.lmer(f, d, ordering=ordering)

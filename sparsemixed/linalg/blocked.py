@@ -22,6 +22,7 @@ import numba
 from numba import njit, prange
 
 from ..errors import NumericalError
+from . import dense
 
 TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel (InstEval,
                          # q2 = 1,156: 24 -> 18 ms per factorization; 1M rows, q2 = 2,000: 255 -> 127 ms)
@@ -30,6 +31,7 @@ LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over al
                           # ~4 criterion evaluations: the default optimizer is then BOBYQA
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
+PARALLEL_Q2 = 1500        # from this size on, S is factored by tiles on Python threads (linalg.dense)
 _CONTROLLER = None
 
 
@@ -299,7 +301,11 @@ class BlockedCholesky:
         if self.q2:
             # S holds the lower triangle row-major == upper triangle column-major (Fortran view)
             with _one_blas_thread():
-                c, info = sla.lapack.dpotrf(self.S.T, lower=0, clean=0, overwrite_a=1)
+                if self.q2 >= PARALLEL_Q2 and numba.get_num_threads() > 1:
+                    info = dense.cholesky_lower_inplace(self.S, numba.get_num_threads())
+                    c = self.S.T
+                else:
+                    c, info = sla.lapack.dpotrf(self.S.T, lower=0, clean=0, overwrite_a=1)
             if info != 0:
                 raise NumericalError(
                     "the Schur complement of M is not positive definite "

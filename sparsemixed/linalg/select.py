@@ -10,6 +10,10 @@
 * Memory guard: the blocked factor's dense blocks and each ordering's nnz(L) are sized
   first; nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it
   would need and what to do).
+* Time: the chosen factor's flops per factorization (q2^3/3 for the blocked factor,
+  sum_j nnz(L_j)^2 for CHOLMOD) give an estimate of one evaluation's time at
+  ASSUMED_FLOPS_PER_S; past COST_WARN_SECONDS a CostWarning says so, with the options,
+  before the first numeric factorization.
 """
 from __future__ import annotations
 
@@ -17,13 +21,18 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import MemoryLimitError, SparseMixedError
+import warnings
+
+from ..errors import CostWarning, MemoryLimitError, SparseMixedError
 from .blocked import MAX_DENSE_Q2, BlockedCholesky
 from .cholesky import ORDERINGS, SparseCholesky
 from .symbolic import BYTES_PER_ENTRY, available_memory, factor_counts, fmt_bytes, parse_memory
 
 SPARSE_S_DENSITY = 0.05
 MAX_PAIRS = 50_000_000
+ASSUMED_FLOPS_PER_S = 2e10   # dense dpotrf on one core of the 2-core VM: 27-32 GFLOPS; CHOLMOD's
+                             # supernodal factor on MovieLens-shaped matrices ran below that
+COST_WARN_SECONDS = 600.0
 
 
 def schur_density(blocked: BlockedCholesky) -> float:
@@ -101,8 +110,10 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None
             blocked = None
         if blocked is not None and (ordering == "blocked" or q2 <= 500
                                     or schur_density(blocked) >= SPARSE_S_DENSITY):
+            flops = float(q2) ** 3 / 3
+            _warn_cost(flops, f"a dense Cholesky of the {q2:,} x {q2:,} Schur block")
             blocked.factorize(M)
-            return blocked, {"blocked": (None, q1 * k1 + q2 * (q2 + 1) // 2, float(q2) ** 3 / 3)}
+            return blocked, {"blocked": (None, q1 * k1 + q2 * (q2 + 1) // 2, flops)}
     facs, table = cholmod_candidates(M, ORDERINGS if ordering in ("auto", "blocked") else (ordering,),
                                      limit_entries=budget // BYTES_PER_ENTRY)
     if not facs:
@@ -112,5 +123,18 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None
                                 f"{', '.join(table)})", budget + 1, budget, q, q2)
         raise SparseMixedError(f"CHOLMOD could not analyse M with ordering {ordering!r}")
     best = min(facs, key=lambda o: (table[o][2], ORDERINGS.index(o)))
+    _warn_cost(table[best][2], f"a sparse Cholesky factor with {table[best][1]:,} entries "
+               f"(CHOLMOD, ordering {best!r})")
     facs[best].factorize(M)
     return facs[best], table
+
+
+def _warn_cost(flops: float, what: str) -> None:
+    seconds = flops / ASSUMED_FLOPS_PER_S
+    if seconds > COST_WARN_SECONDS:
+        warnings.warn(
+            f"one evaluation of the criterion needs {what}: about {flops:.2g} flops, roughly "
+            f"{seconds / 60:,.0f} minutes at {ASSUMED_FLOPS_PER_S / 1e9:.0f} GFLOPS, and a fit takes "
+            "20-40 evaluations. The first factorization starts now. To make it cheaper: drop or pool "
+            "rarely observed levels of the grouping factors (the random effects after the first term "
+            "make the dense part of the factor), or fit a subset first", CostWarning, stacklevel=2)
