@@ -1,6 +1,10 @@
 """Compare the optimizers on the lme4 reference models (tests/reference) and InstEval.
 
     python benchmarks/optimizers.py [--optimizers bobyqa,newuoa] [--models dyestuff_reml,...]
+    python benchmarks/optimizers.py --optimizers bobyqa,bobyqa+moments,lbfgsb,lbfgsb+moments
+
+An optimizer written ``name+start`` is run from ``fit(start=start)`` ("moments": moment
+estimates of the scalar intercept terms, sparsemixed/start.py; default: lme4's theta = 1).
 
 For each model x optimizer: evaluations, wall time of ``fit()``, the optimizer's return
 value, and the objective minus lme4's (REML criterion or deviance from
@@ -20,7 +24,7 @@ from common import ROOT, machine_info, md_table, result_path
 
 import sparsemixed as sm  # noqa: E402  (common puts the checkout on sys.path)
 
-OPTIMIZERS = ("bobyqa", "newuoa", "nelder_mead", "lbfgsb")
+OPTIMIZERS = ("auto", "bobyqa", "newuoa", "nelder_mead", "lbfgsb", "bobyqa+moments", "lbfgsb+moments")
 REFERENCE = ROOT / "tests" / "reference"
 INSTEVAL = {"name": "insteval_crossed", "data": "InstEval", "reml": "TRUE",
             "formula": "y ~ service + (1|s) + (1|d) + (1|dept:service)"}
@@ -58,7 +62,8 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
                 try:
-                    res = model.fit(optimizer=opt)
+                    method, _, start = opt.partition("+")
+                    res = model.fit(optimizer=method, start=start or None)
                 except Exception as e:  # a failure is a result too: record it and go on
                     stats[opt]["errors"] += 1
                     rows.append([spec["name"], opt, None, None, None, f"error: {type(e).__name__} {e}".strip()[:80]])

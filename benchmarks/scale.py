@@ -66,9 +66,13 @@ def _generate(spec: dict, seed: int, cache: bool):
 
 # -- the measured work, in a child process --------------------------------------------------
 def _timed(f, budget=EVAL_BUDGET_S, n_max=20, n_min=3):
+    """Median ms of up to n_max calls, at least n_min unless one call alone exceeds
+    10 x budget (a 30 s evaluation is timed once)."""
     times = []
     start = time.perf_counter()
     while len(times) < n_max and (len(times) < n_min or time.perf_counter() - start < budget):
+        if times and time.perf_counter() - start > 10 * budget:
+            break
         t0 = time.perf_counter()
         f()
         times.append(time.perf_counter() - t0)

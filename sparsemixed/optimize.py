@@ -32,6 +32,7 @@ class OptSummary:
     ftol_rel: float = 1e-12
     maxeval: int = 100_000
     gtol: float = 1e-6
+    initial_step: np.ndarray | None = None   # first trust-region radius of the nlopt methods (None/NaN: nlopt's)
     final: np.ndarray | None = None
     fmin: float = np.inf
     feval: int = 0
@@ -173,6 +174,9 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
         opt.set_ftol_rel(summary.ftol_rel)
         opt.set_xtol_abs(summary.xtol_abs)
         opt.set_maxeval(summary.maxeval)
+        if summary.initial_step is not None:      # NaN entries: nlopt's default for that entry
+            step = np.asarray(summary.initial_step, dtype=float)
+            opt.set_initial_step(np.where(np.isnan(step), opt.get_initial_step(x0), step))
         try:
             opt.optimize(x0)
             rc = opt.last_optimize_result()

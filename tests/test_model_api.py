@@ -664,3 +664,55 @@ def test_term_with_more_parameters_than_levels_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", sm.IdentifiabilityWarning)
         sm.lmer("y ~ 1 + (1 + x | g)", df)      # 3 parameters, 4 levels
+
+
+def test_moment_start_is_the_one_way_anova_estimate():
+    """For one scalar intercept term the moment start is the classical ANOVA estimator
+    (MSB - MSW) / n0 relative to MSW, computed here directly from the data (unbalanced)."""
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(2, 9, 25)
+    g = np.repeat(np.arange(25), sizes)
+    y = 3.0 + rng.normal(0, 1.3, 25)[g] + rng.normal(0, 0.8, g.size)
+    d = pd.DataFrame({"g": g.astype(str), "y": y})
+    theta, estimated = sm.lmer("y ~ 1 + (1|g)", d).moment_start()
+    assert estimated.all()
+    n, J = g.size, 25
+    means = np.bincount(g, y) / sizes
+    ssb = float((sizes * (means - y.mean()) ** 2).sum())
+    ssw = float(((y - means[g]) ** 2).sum())
+    msw = ssw / (n - J)
+    n0 = (n - (sizes ** 2).sum() / n) / (J - 1)
+    s2a = (ssb / (J - 1) - msw) / n0
+    s2e = ((y - y.mean()) ** 2).sum() / n - s2a
+    assert theta[0] == pytest.approx(np.sqrt(s2a / s2e), rel=1e-10)
+
+
+def test_moment_start_lands_near_lme4_on_insteval(lme4_ref):
+    """The crossed design's moment start is within 0.04 of lme4's theta in every entry, and
+    the default fit (BOBYQA from it) reaches lme4's criterion."""
+    ref = lme4_ref["insteval_crossed"]
+    m = sm.lmer(ref["formula"], sm.datasets.load("InstEval"), REML=True)
+    theta, estimated = m.moment_start()
+    assert estimated.all()
+    np.testing.assert_allclose(theta, np.ravel(ref["theta"]), atol=0.04)
+    assert m.choose_optimizer() == "bobyqa"
+    res = m.fit()
+    np.testing.assert_allclose(res.optsummary.initial, theta)
+    assert res.objective <= ref["reml_criterion"] + 1e-6
+
+
+def test_optimizer_choice_by_terms(sleep_model):
+    """Slopes: L-BFGS-B from lme4's start; an explicit optimizer starts from lme4's theta;
+    start= takes 'lme4', 'moments' or a vector and nothing else."""
+    assert sleep_model.choose_optimizer() == "lbfgsb"
+    assert not sleep_model.moment_start()[1].any()
+    d = sm.datasets.load("Penicillin")
+    m = sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d)
+    assert m.choose_optimizer() == "bobyqa"
+    res = m.fit(optimizer="bobyqa")
+    np.testing.assert_array_equal(res.optsummary.initial, m.theta0)
+    res_m = m.fit(optimizer="lbfgsb", start="moments")
+    np.testing.assert_array_equal(res_m.optsummary.initial, m.moment_start()[0])
+    assert res_m.objective == pytest.approx(res.objective, abs=1e-6)
+    with pytest.raises(sm.SparseMixedError, match="start must be 'lme4', 'moments' or a vector"):
+        m.fit(start="ols")

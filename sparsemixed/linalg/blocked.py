@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from ..errors import NumericalError
 from . import dense
+from .threads import kernel_threads, one_blas_thread, serial_twin
 
 TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel (InstEval,
                          # q2 = 1,156: 24 -> 18 ms per factorization; 1M rows, q2 = 2,000: 255 -> 127 ms)
@@ -32,22 +33,6 @@ LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over al
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
 PARALLEL_Q2 = 1500        # from this size on, S is factored by tiles on Python threads (linalg.dense)
-_CONTROLLER = None
-
-
-def _one_blas_thread():
-    """Context limiting BLAS to one thread.  Measured on the 2-core machine with a second
-    process busy: threaded OpenBLAS dpotri on InstEval's 1,156 x 1,156 Schur factor took
-    1.9-4.5 s and dpotrf 0.03-1.6 s (spinning threads); single-threaded 20-30 ms and
-    14-27 ms.  Unloaded, threads gain < 2x at this size, so one thread is the safe choice;
-    at order 16,034 threaded dpotrf of the bundled OpenBLAS (SkylakeX kernels) segfaults
-    on this VM, so large blocks stay on one thread too."""
-    global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 @njit(cache=True)
@@ -183,6 +168,10 @@ def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
     return out
 
 
+_schur_scalar_tiled_serial = serial_twin(_schur_scalar_tiled)
+_quadforms_scalar_tiled_serial = serial_twin(_quadforms_scalar_tiled)
+
+
 @njit(cache=True)
 def _solve_L11(L11, B, k1, transpose):
     nlev = L11.shape[0]
@@ -259,6 +248,8 @@ class BlockedCholesky:
         self.W = np.zeros(self.lev_rows.size * k1)
         self.S = np.zeros((self.q2, self.q2))
         self._logdet = np.nan
+        sizes = np.diff(self.lev_ptr).astype(np.float64)
+        self.pairs = float((sizes * (sizes + 1) / 2).sum())     # level pairs: the kernels' work
         self.schur_method = self._schur_method()
 
     def _schur_method(self) -> str:
@@ -268,10 +259,8 @@ class BlockedCholesky:
         DENSE_W_BYTES; "tiled" for a large S; else the serial scatter."""
         if self.k1 != 1 or self.q2 == 0:
             return "serial"
-        sizes = np.diff(self.lev_ptr).astype(np.float64)
-        pairs = float((sizes * (sizes + 1) / 2).sum())
-        nlev = sizes.size
-        if 8.0 * nlev * self.q2 <= DENSE_W_BYTES and nlev * float(self.q2) ** 2 < 100 * pairs:
+        nlev = self.lev_ptr.size - 1
+        if 8.0 * nlev * self.q2 <= DENSE_W_BYTES and nlev * float(self.q2) ** 2 < 100 * self.pairs:
             return "dense"
         return "tiled" if self.q2 >= TILED_Q2 else "serial"
 
@@ -286,21 +275,23 @@ class BlockedCholesky:
             lev_of = np.repeat(np.arange(nlev), np.diff(self.lev_ptr))
             Wd = np.zeros((nlev, self.q2))
             Wd[lev_of, self.lev_rows] = self.W
-            with _one_blas_thread():
+            with one_blas_thread():
                 G = sla.blas.dsyrk(1.0, Wd, trans=1, lower=0)      # upper of W'W (Fortran)
             S = self.S
             S[...] = -G.T                     # row-major lower triangle of -W'W
             f = self.pos22[:, 1]
             np.add.at(S.reshape(-1), f, Mdata[self.pos22[:, 0]])
         elif method == "tiled" and np.isfinite(ld11):
-            _schur_scalar_tiled(Mdata, self.pos22, self.W, self.lev_ptr, self.lev_rows,
-                                self.S.reshape(-1), self.q2, TILE_ROWS, numba.get_num_threads())
+            nt = kernel_threads(self.pairs)
+            (_schur_scalar_tiled if nt > 1 else _schur_scalar_tiled_serial)(
+                Mdata, self.pos22, self.W, self.lev_ptr, self.lev_rows, self.S.reshape(-1), self.q2,
+                TILE_ROWS, nt)
         if not np.isfinite(ld11):
             raise NumericalError("the leading block of M is not positive definite (non-finite theta or data?)")
         ld22 = 0.0
         if self.q2:
             # S holds the lower triangle row-major == upper triangle column-major (Fortran view)
-            with _one_blas_thread():
+            with one_blas_thread():
                 if self.q2 >= PARALLEL_Q2 and numba.get_num_threads() > 1:
                     info = dense.cholesky_lower_inplace(self.S, numba.get_num_threads())
                     c = self.S.T
@@ -329,7 +320,7 @@ class BlockedCholesky:
         out[: self.q1] = x1
         if self.q2:
             rhs = B2[self.q1:] - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2, False)
-            with _one_blas_thread():
+            with one_blas_thread():
                 out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
         return out.reshape(-1) if vec else out
 
@@ -340,7 +331,7 @@ class BlockedCholesky:
         out = np.empty_like(B2)
         rhs1 = np.ascontiguousarray(B2[: self.q1])
         if self.q2:
-            with _one_blas_thread():
+            with one_blas_thread():
                 y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
             out[self.q1:] = y2
             rhs1 = rhs1 - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1, True)
@@ -354,7 +345,7 @@ class BlockedCholesky:
         """U = S^-1 (upper triangle, column-major) from the factor of S, by dpotri."""
         if not self.q2:
             return np.zeros((0, 0), order="F")
-        with _one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
+        with one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
             U, info = sla.lapack.dpotri(self.R22, lower=0)
         if info != 0:
             raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
@@ -375,9 +366,9 @@ class BlockedCholesky:
         out = np.empty(self.q)
         out[: self.q1] = 1.0
         if self.q2:
-            out[: self.q1] += _quadforms_scalar_tiled(U.reshape(-1, order="F"), self.W, self.lev_ptr,
-                                                      self.lev_rows, self.q2, TILE_ROWS,
-                                                      numba.get_num_threads())
+            nt = kernel_threads(self.pairs)
+            out[: self.q1] += (_quadforms_scalar_tiled if nt > 1 else _quadforms_scalar_tiled_serial)(
+                U.reshape(-1, order="F"), self.W, self.lev_ptr, self.lev_rows, self.q2, TILE_ROWS, nt)
             out[self.q1:] = np.diag(U)
         out[: self.q1] /= d11 ** 2
         return out
@@ -385,7 +376,8 @@ class BlockedCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
         U = self._schur_inverse()
-        return _selected_inverse(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
+        kernel = _selected_inverse if kernel_threads(self.pairs * self.k1) > 1 else _selected_inverse_serial
+        return kernel(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
                                  self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
 
 
@@ -460,3 +452,6 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
         a, b = f // q2, f % q2
         out[pos22[e, 0]] = U[a, b] if a <= b else U[b, a]
     return out
+
+
+_selected_inverse_serial = serial_twin(_selected_inverse)

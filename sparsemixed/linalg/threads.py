@@ -1,0 +1,42 @@
+"""Threads: one BLAS thread on the hot path, compiled kernels serial when the work is small.
+
+Measured on the 2-core VM with the other core busy (another process at 100%):
+
+* threaded OpenBLAS spins and waits for the busy core: dpotri on InstEval's 1,156 x 1,156
+  Schur factor took 1.9-4.5 s against 20-30 ms on one thread, and even a 2 x 2
+  triangular solve took 8 ms against 0.02 ms;
+* a numba ``parallel=True`` kernel pays the same wake-up: the selected inverse of
+  sleepstudy's blocked factor (18 levels) took 24 ms on two threads, 0.008 ms on one.
+
+So every evaluation of the criterion and its gradient runs under :func:`one_blas_thread`
+(the package parallelises the large dense work itself, on Python threads with
+single-threaded BLAS: linalg.dense), and a parallel kernel is called only when its work,
+counted in inner-loop steps, passes PARALLEL_MIN_WORK; otherwise its serial twin
+(:func:`serial_twin`, the same Python source compiled without ``parallel``).
+"""
+from __future__ import annotations
+
+import numba
+
+PARALLEL_MIN_WORK = 200_000
+_CONTROLLER = None
+
+
+def one_blas_thread():
+    """Context limiting BLAS (numpy's and scipy's OpenBLAS) to one thread (~30 us)."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def serial_twin(kernel):
+    """The serial compilation of a ``@njit(parallel=True)`` kernel (prange runs as range)."""
+    return numba.njit(cache=True)(kernel.py_func)
+
+
+def kernel_threads(work: float) -> int:
+    """Threads for a kernel of ``work`` inner steps: 1 below PARALLEL_MIN_WORK."""
+    return numba.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
