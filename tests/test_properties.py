@@ -667,3 +667,36 @@ class _SelectedInverseOnly:
 
     def __init__(self, factor):
         self.selected_inverse = factor.selected_inverse
+
+
+@pytest.mark.parametrize("name", ["crossed", "nested", "uncorrelated", "several_on_one"])
+@settings(max_examples=10, **SETTINGS)
+@given(df=unbalanced_frames(), data=st.data(), weighted=st.booleans())
+def test_diagonal_lambda_fast_structures(name, df, data, weighted):
+    """RelCov's O(nnz) path for a diagonal Lambda gives the general path's pattern of M and
+    the same values of M at any theta."""
+    from sparsemixed.relcov import RelCov
+
+    formula, _ = MODELS[name]
+    try:
+        model = _build(formula, df, **({"weights": "w"} if weighted else {}))
+    except sm.DataError:
+        assume(False)
+    fast = model.relcov
+    assert fast.diagonal_Lambda
+    general = _general_relcov(model)
+    for k in ("M_indptr", "M_indices", "diag_pos"):
+        np.testing.assert_array_equal(getattr(fast, k), getattr(general, k))
+    theta = data.draw(_theta_strategy(model), label="theta")
+    np.testing.assert_allclose(fast.M_values(theta), general.M_values(theta), rtol=1e-14, atol=0)
+
+
+def _general_relcov(model):
+    from sparsemixed.relcov import RelCov
+
+    class General(RelCov):
+        @classmethod
+        def _build_diagonal(cls, *args):
+            return None
+
+    return General.build(model.terms, model.crossprod.ZtZ)
