@@ -97,3 +97,25 @@ def test_blocked_factor_with_tile_cholesky(monkeypatch):
     got = (m.objective(theta), m.gradient(theta))
     assert got[0] == pytest.approx(ref[0], rel=1e-13)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 7, 8, 27, 64])
+def test_pairwise_sum_keeps_order_and_total(k):
+    """crossprod.pairwise_sum (the chunk reduction): the same total as a running sum, the
+    items' order kept (string concatenation is not commutative), None for no items."""
+    from sparsemixed.crossprod import pairwise_sum
+
+    words = [f"<{i}>" for i in range(k)]
+    assert pairwise_sum(words) == ("".join(words) if k else None)
+    assert pairwise_sum(iter(range(k))) == (sum(range(k)) if k else None)
+
+
+def test_serial_twins_have_their_own_cache_entries():
+    """A serial twin is a separate function for numba's on-disk cache (else the parallel
+    kernel and its twin would load each other's machine code)."""
+    from sparsemixed.linalg.threads import serial_twin
+
+    twin = serial_twin(blocked._schur_scalar_tiled)
+    assert twin.py_func.__qualname__ != blocked._schur_scalar_tiled.py_func.__qualname__
+    assert not twin.targetoptions.get("parallel")
+    assert blocked._schur_scalar_tiled.targetoptions.get("parallel")

@@ -18,6 +18,7 @@ from ..errors import SparseMixedError
 from ..formula.bars import parse_formula
 from .encode import Encoding
 from .levels import Plan, Scan, scan_chunk
+from ..crossprod import pairwise_sum
 from .partial import combine
 from ..progress import progress
 from .sources import is_dask, open_source
@@ -41,8 +42,8 @@ class StreamRunner:
                       self._chunks(plan.columns, "levels (pass 1)"), Scan())
 
     def accumulate(self, enc: Encoding):
-        return reduce(lambda acc, chunk: combine(acc, enc.partial(chunk)),
-                      self._chunks(enc.plan.columns, "cross-products (pass 2)"), None)
+        return pairwise_sum((enc.partial(chunk) for chunk in self._chunks(enc.plan.columns, "cross-products (pass 2)")),
+                            combine)
 
     @property
     def descriptor(self):

@@ -16,6 +16,8 @@ counted in inner-loop steps, passes PARALLEL_MIN_WORK; otherwise its serial twin
 """
 from __future__ import annotations
 
+import types
+
 import numba
 
 PARALLEL_MIN_WORK = 200_000
@@ -33,8 +35,16 @@ def one_blas_thread():
 
 
 def serial_twin(kernel):
-    """The serial compilation of a ``@njit(parallel=True)`` kernel (prange runs as range)."""
-    return numba.njit(cache=True)(kernel.py_func)
+    """The serial compilation of a ``@njit(parallel=True)`` kernel (prange runs as range).
+
+    It is compiled from a copy of the Python function with its own ``__qualname__``:
+    numba names its on-disk cache after the function's qualified name and line, not after
+    the ``parallel`` flag, so a twin of the same function would share the parallel
+    kernel's cache entries and one of the two would load the other's machine code."""
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    return numba.njit(cache=True)(twin)
 
 
 def kernel_threads(work: float) -> int:
