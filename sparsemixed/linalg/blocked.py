@@ -103,6 +103,15 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
     return logdet
 
 
+@njit(cache=True)
+def _rows_within(lev_rows, a, e, lo, hi):
+    """Positions s0 .. s1 - 1 of a level's rows lev_rows[a:e] (ascending) that lie in the
+    block of rows [lo, hi); s0 == s1 when none do."""
+    if a == e or lev_rows[e - 1] < lo or lev_rows[a] >= hi:
+        return a, a
+    return a + np.searchsorted(lev_rows[a:e], lo), a + np.searchsorted(lev_rows[a:e], hi)
+
+
 @njit(cache=True, parallel=True)
 def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, nthreads):
     """S = M22 - sum_j w_j w_j' for a scalar first term, by tiles of S: the row blocks are
@@ -117,11 +126,8 @@ def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, n
                 for c in range(i + 1):
                     S_flat[i * q2 + c] = 0.0
             for j in range(nlev):
-                a, e = lev_ptr[j], lev_ptr[j + 1]
-                if a == e or lev_rows[e - 1] < lo or lev_rows[a] >= hi:
-                    continue
-                s0 = a + np.searchsorted(lev_rows[a:e], lo)
-                s1 = a + np.searchsorted(lev_rows[a:e], hi)
+                a = lev_ptr[j]
+                s0, s1 = _rows_within(lev_rows, a, lev_ptr[j + 1], lo, hi)
                 for x in range(s0, s1):
                     ri = lev_rows[x]
                     wx = W[x]
@@ -147,11 +153,10 @@ def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
         for bi in range(t, nblocks, nthreads):
             lo, hi = bi * block, min(q2, (bi + 1) * block)
             for j in range(nlev):
-                a, e = lev_ptr[j], lev_ptr[j + 1]
-                if a == e or lev_rows[e - 1] < lo or lev_rows[a] >= hi:
+                a = lev_ptr[j]
+                s0, s1 = _rows_within(lev_rows, a, lev_ptr[j + 1], lo, hi)
+                if s0 == s1:
                     continue
-                s0 = a + np.searchsorted(lev_rows[a:e], lo)
-                s1 = a + np.searchsorted(lev_rows[a:e], hi)
                 acc = 0.0
                 for x in range(s0, s1):
                     ri = lev_rows[x]
