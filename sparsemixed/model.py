@@ -15,6 +15,7 @@ import types
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import objective as obj
 from .crossprod import cross_products, z_matrix
@@ -149,16 +150,26 @@ class LinearMixedModel:
     ``fit()``, ``refit(new_y)``.
     """
 
+    sparse_X = False            # the sparse-X path (sparse_x.py, linalg/augmented.py)
+    aug = None
+
     def __init__(self, formula: str, data, REML: bool = True, weights=None, offset=None,
                  na_action: str = "omit", ordering: str = "auto", memory_limit=None,
-                 verbose: bool = False):
+                 verbose: bool = False, sparse_X="auto"):
         parsed = parse_formula(formula)
         if not parsed.bars:
             raise SparseMixedError(
                 f"formula {formula!r} has no random-effects term such as '(1 | g)'; "
                 "for a model without random effects use ordinary least squares"
             )
-        frame = build_model_frame(parsed, data, weights=weights, offset=offset, na_action=na_action)
+        from . import sparse_x
+
+        mode = sparse_x.check_mode(sparse_X)
+        frame = build_model_frame(parsed, data, weights=weights, offset=offset, na_action=na_action,
+                                  sparse_X=mode)
+        self.sparse_X = sp.issparse(frame.X) and sparse_x.use_sparse(mode, frame.X)
+        if sp.issparse(frame.X) and not self.sparse_X:
+            frame.X = frame.X.toarray()
         self.formula = formula
         self.parsed = parsed
         self.REML = _as_bool(REML, "REML")
@@ -210,16 +221,28 @@ class LinearMixedModel:
         from .diagnostics import check_scales
 
         X = frame.X
-        check_scales(X, frame.X_names)
         w = frame.weights
-        XtX = (X * (w[:, None] if w is not None else 1.0)).T @ X if X.size else np.zeros((0, 0))
+        if sp.issparse(X):          # sparse X: X'WX sparse, scales from column moments
+            from .sparse_x import column_sd
+
+            check_scales(X, frame.X_names, sd=column_sd(X))
+            Xw = X.multiply(w[:, None]).tocsr() if w is not None else X
+            XtX = sp.csc_matrix(Xw.T @ X)
+        else:
+            check_scales(X, frame.X_names)
+            XtX = (X * (w[:, None] if w is not None else 1.0)).T @ X if X.size else np.zeros((0, 0))
         self._select_fixed(XtX, frame.X_names)
         self._X = X[:, self.fixef_cols]
 
     def _select_fixed(self, XtX, names) -> None:
         """Keep the linearly independent columns of X, judged on X'WX (also the entry of
         models built from accumulated cross-products, :mod:`sparsemixed.io`)."""
-        keep = independent_columns(XtX) if XtX.shape[0] else np.zeros(0, np.int64)
+        if sp.issparse(XtX):
+            from .linalg.rank import independent_columns_sparse
+
+            keep = independent_columns_sparse(XtX, RANK_TOL)
+        else:
+            keep = independent_columns(XtX) if XtX.shape[0] else np.zeros(0, np.int64)
         self.all_fixef_names = list(names)
         self.dropped_fixef = [names[j] for j in range(len(names)) if j not in set(keep.tolist())]
         if self.dropped_fixef:
@@ -235,6 +258,10 @@ class LinearMixedModel:
         the variances unchanged (beta moves by gamma) and avoids cancellation in y'y."""
         if X.shape[1] == 0:
             return np.zeros(0)
+        if sp.issparse(X):
+            from .sparse_x import shift
+
+            return shift(X, y, w)
         sw = np.sqrt(w) if w is not None else None
         Xs = X * sw[:, None] if sw is not None else X
         ys = y * sw if sw is not None else y
@@ -258,6 +285,11 @@ class LinearMixedModel:
         M0 = self.relcov.M(self.theta0)
         self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering,
                                                             memory_limit)
+        if self.sparse_X:           # Maug's pattern, scatter and one symbolic analysis
+            from .linalg.augmented import Augmented
+
+            self.aug = Augmented.build(self.relcov, self.crossprod.ZtX, self.crossprod.XtX)
+            self.aug.analyse(self.theta0, self.relcov, ordering, memory_limit)
 
     # -- the profiled criterion --------------------------------------------------------
     @property
@@ -287,12 +319,20 @@ class LinearMixedModel:
         return theta
 
     def pls(self, theta):
-        """The PLS state (L, R_ZX, R_X, beta, r2 ...) at theta."""
+        """The PLS state (L, R_ZX, R_X, beta, r2 ...) at theta (sparse X: an AugState, with
+        the factors of Maug and of M both at theta)."""
+        if self.sparse_X:
+            return self.aug.solve(self._theta(theta), self.crossprod, self.relcov, self.factor)
         return pls_solve(self._theta(theta), self.crossprod, self.relcov, self.factor)
 
     def objective(self, theta, REML: bool | None = None) -> float:
         """The profiled deviance (ML) or REML criterion at theta (lme4's devFunOnly)."""
         reml = self.REML if REML is None else _as_bool(REML, "REML")
+        if self.sparse_X:
+            from .linalg import augmented
+
+            state = self.aug.solve(self._theta(theta), self.crossprod, self.relcov, None if reml else self.factor)
+            return augmented.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
         state = self.pls(theta)
         return obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
 
@@ -302,6 +342,13 @@ class LinearMixedModel:
 
     def objective_and_gradient(self, theta, REML: bool | None = None):
         reml = self.REML if REML is None else _as_bool(REML, "REML")
+        if self.sparse_X:
+            from .linalg import augmented
+
+            mf = None if reml else self.factor
+            state = self.aug.solve(self._theta(theta), self.crossprod, self.relcov, mf)
+            f = augmented.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
+            return f, augmented.gradient(self.aug, state, self.crossprod, self.relcov, mf, reml)
         state = self.pls(theta)
         f = obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
         return f, gradient(state, self.crossprod, self.relcov, self.factor, reml)
@@ -363,6 +410,10 @@ class LinearMixedModel:
                                else {"checked": False, "reason": "check_convergence=False"})
         check_singular(self, summary.final)
         state = self.pls(summary.final)       # refactor at the best theta seen
+        if self.sparse_X:
+            from .results.sparse_x_result import SparseXLmerResult
+
+            return SparseXLmerResult.from_state(self, state, summary, reml)
         return LmerResult.from_state(self, state, summary, reml)
 
     def refit(self, new_y, REML: bool | None = None, **fit_kw):
@@ -370,7 +421,8 @@ class LinearMixedModel:
         the symbolic analysis (one pass over ``new_y``, Z is rebuilt from ``self.data``)."""
         if self.data is None:
             raise SparseMixedError("refit needs the model's data (model.data is None)")
-        frame = build_model_frame(self.parsed, self.data, self.weights_arg, self.offset_arg, self.na_action)
+        frame = build_model_frame(self.parsed, self.data, self.weights_arg, self.offset_arg, self.na_action,
+                                  sparse_X=self.sparse_X)
         y = np.asarray(new_y, dtype=float).reshape(-1)
         if y.shape[0] == frame.kept.shape[0] and frame.n != y.shape[0]:
             y = y[frame.kept]
@@ -387,7 +439,7 @@ class LinearMixedModel:
         ys = y - X @ new.gamma
         Z = z_matrix([frame.rows[i] for i in _match_rows(frame.terms, self.terms)], [t.nlevels for t in self.terms])
         wy = ys * w if w is not None else ys
-        new.crossprod = self.crossprod.with_response(Z.T @ wy, X.T @ wy, ys @ wy)
+        new.crossprod = self.crossprod.with_response(Z.T @ wy, np.asarray(X.T @ wy).ravel(), ys @ wy)
         return new.fit(REML=REML, **fit_kw)
 
     def random_effects(self, theta):

@@ -174,3 +174,18 @@ def _pattern_positions(perm, L, M_indptr, M_indices) -> np.ndarray:
     Lcol = np.repeat(np.arange(q, dtype=np.int64), np.diff(L.indptr))
     keys = Lcol * q + L.indices.astype(np.int64)       # sorted: CSC with sorted rows
     return np.searchsorted(keys, lo * q + hi)
+
+
+def min_pivot(A_lower: sp.csc_matrix, ordering: str = "amd") -> float:
+    """min_j L_jj^2 of P A P' = L L' (CHOLMOD, ``ordering``), or -inf when A is not
+    (numerically) positive definite.  With A scaled to unit diagonal, L_jj^2 is the
+    residual fraction of column j after projection on the columns before it in P's order:
+    the fixed-effects rank check of the sparse-X path (model.independent_columns_sparse)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            f = _cholmod.cholesky(sp.csc_matrix(A_lower), mode="supernodal", ordering_method=ordering)
+        except Exception:   # CholmodNotPositiveDefiniteError
+            return -np.inf
+        d = f.L().diagonal()
+    return float(np.min(d) ** 2) if d.size else np.inf

@@ -1,0 +1,81 @@
+"""Choosing the sparse-X path (linalg/augmented.py) and the model-side glue for it.
+
+``sparse_X=True`` always uses it, ``False`` never, ``"auto"`` (the default) when it pays:
+
+    p >= SPARSE_X_MIN_P   and   density(X) <= SPARSE_X_MAX_DENSITY
+
+i.e. many fixed-effect columns (a factor with hundreds or thousands of levels: firm,
+item, site) that are mostly zeros.  The dense path costs q p (memory of R_ZX) and
+~ q p^2 flops (R_ZX'R_ZX) per evaluation; the sparse path costs the factor of Maug,
+whose extra fill from X's columns is that of one more grouping factor.  The threshold
+comes from benchmarks/sparse_x.py --threshold (results/2026-12-04-sparse-x.md): on
+crossed designs with n = 100,000 and q ~ 2,300 the two paths take the same time per
+evaluation near p ~ 150-300 and the sparse one is ahead beyond; under p ~ 100 the dense
+path is faster and keeps every inference method, so "auto" keeps it there.
+
+To decide before encoding X (a dense n x p X may not fit in memory), the fixed-effects
+part is encoded sparse when its categorical covariates have together at least
+SPARSE_X_MIN_P levels; the rule above is then applied to the encoded X and a small or
+dense X is converted to the dense path.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import SparseMixedError
+
+SPARSE_X_MIN_P = 200
+SPARSE_X_MAX_DENSITY = 0.05
+
+
+def check_mode(sparse_X):
+    if sparse_X == "auto" or isinstance(sparse_X, (bool, np.bool_)):
+        return sparse_X if sparse_X == "auto" else bool(sparse_X)
+    raise SparseMixedError(f"sparse_X must be 'auto', True or False, got {sparse_X!r}")
+
+
+def encode_sparse(mode, sub: pd.DataFrame, fixed_vars, numeric_cols) -> bool:
+    """Whether to ask formulaic for a sparse fixed-effects model matrix."""
+    if mode is True or mode is False:
+        return mode
+    nlev = sum(int(sub[c].nunique()) for c in fixed_vars if c in sub.columns and c not in numeric_cols)
+    return nlev >= SPARSE_X_MIN_P
+
+
+def density(X) -> float:
+    n, p = X.shape
+    if n * p == 0:
+        return 1.0
+    nnz = X.nnz if sp.issparse(X) else int(np.count_nonzero(X))
+    return nnz / (n * p)
+
+
+def use_sparse(mode, X) -> bool:
+    """The "auto" rule on an encoded X (see module doc)."""
+    if mode is True or mode is False:
+        return mode
+    return X.shape[1] >= SPARSE_X_MIN_P and density(X) <= SPARSE_X_MAX_DENSITY
+
+
+def column_sd(X) -> np.ndarray:
+    """Column standard deviations of a sparse X, without densifying it."""
+    n = X.shape[0]
+    m = np.asarray(X.mean(axis=0)).ravel()
+    m2 = np.asarray(X.multiply(X).sum(axis=0)).ravel() / n
+    return np.sqrt(np.maximum(m2 - m * m, 0.0))
+
+
+def shift(X, y, w) -> np.ndarray:
+    """OLS coefficients gamma for a sparse X (normal equations by CHOLMOD): cross-products
+    use y - X gamma (model._shift)."""
+    from .linalg.cholesky import SparseCholesky
+
+    if X.shape[1] == 0:
+        return np.zeros(0)
+    Xw = X.multiply(w[:, None]).tocsr() if w is not None else X
+    A = sp.tril(sp.csc_matrix(Xw.T @ X)).tocsc()
+    f = SparseCholesky(A, "amd")
+    f.factorize(A)
+    return np.asarray(f.solve_A(np.asarray(Xw.T @ y).ravel())).ravel()
