@@ -61,10 +61,13 @@ def use_sparse(mode, X) -> bool:
 
 def column_sd(X) -> np.ndarray:
     """Column standard deviations of a sparse X, without densifying it."""
+    X = sp.csc_matrix(X)
     n = X.shape[0]
-    m = np.asarray(X.mean(axis=0)).ravel()
-    m2 = np.asarray(X.multiply(X).sum(axis=0)).ravel() / n
-    return np.sqrt(np.maximum(m2 - m * m, 0.0))
+    m = np.asarray(X.sum(axis=0)).ravel() / n
+    cnt = np.diff(X.indptr)
+    dev = X.data - np.repeat(m, cnt)                 # two-pass: no cancellation for constants
+    ss = np.bincount(np.repeat(np.arange(X.shape[1]), cnt), weights=dev * dev, minlength=X.shape[1])
+    return np.sqrt((ss + (n - cnt) * m * m) / n)
 
 
 def shift(X, y, w) -> np.ndarray:
