@@ -36,26 +36,21 @@ def independent_columns(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Greedy (left to right) selection of linearly independent columns from X'X.
 
     A column is kept when its residual, after projection on the kept columns, is more
-    than ``tol`` of its norm (R's dqrdc2 rule, applied to the Gram matrix).
+    than ``tol`` of its norm (R's dqrdc2 rule, applied to the Gram matrix).  Computed as
+    the pivots of the unpivoted Cholesky factor of the unit-diagonal Gram matrix, by
+    LAPACK with one restart per aliased column (linalg/rank.py): O(p^3/3) flops per
+    restart instead of a solve per column (p = 1,600: 0.5 s instead of 100 s).
     """
-    p = XtX.shape[0]
-    keep: list[int] = []
-    for j in range(p):
-        d = XtX[j, j]
-        if d <= 0:
-            continue
-        if keep:
-            G = XtX[np.ix_(keep, keep)]
-            g = XtX[keep, j]
-            try:
-                res = d - g @ np.linalg.solve(G, g)
-            except np.linalg.LinAlgError:
-                continue
-        else:
-            res = d
-        if res > (tol ** 2) * d:
-            keep.append(j)
-    return np.array(keep, dtype=np.int64)
+    from .linalg.rank import _greedy_dense
+
+    XtX = np.asarray(XtX, dtype=float)
+    d = np.diag(XtX)
+    idx = np.flatnonzero(d > 0)
+    if idx.size == 0:
+        return idx.astype(np.int64)
+    s = 1.0 / np.sqrt(d[idx])
+    A = XtX[np.ix_(idx, idx)] * s[:, None] * s[None, :]
+    return idx[_greedy_dense(A, tol)].astype(np.int64)
 
 
 def _lme4_term_order(terms) -> list[int]:
@@ -392,7 +387,9 @@ class LinearMixedModel:
         reml = self.REML if REML is None else _as_bool(REML, "REML")
         x0 = self.theta0 if start is None else self._theta(start)
         if optimizer == "auto":
-            optimizer = self.choose_optimizer()
+            # sparse X: BOBYQA, the gradient's selected inverse of Maug costs 10-1000
+            # evaluations (sparse_x.py); otherwise choose_optimizer's choice
+            optimizer = "bobyqa" if self.sparse_X else self.choose_optimizer()
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval))
         bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
@@ -406,8 +403,12 @@ class LinearMixedModel:
         from .diagnostics import check_convergence as check_convergence_, check_singular
 
         budget = {True: np.inf, False: -1.0}.get(check_convergence, max(0.2, 0.25 * summary.seconds))
+        reason = "check_convergence=False"
+        if self.sparse_X and check_convergence is None:     # gradients too dear (sparse_x.py)
+            budget, reason = -1.0, ("skipped by default on the sparse-X path (each gradient needs the "
+                                    "selected inverse of Maug); fit(check_convergence=True) forces it")
         summary.diagnostics = (check_convergence_(self, summary, reml, budget_seconds=budget) if budget >= 0
-                               else {"checked": False, "reason": "check_convergence=False"})
+                               else {"checked": False, "reason": reason})
         check_singular(self, summary.final)
         state = self.pls(summary.final)       # refactor at the best theta seen
         if self.sparse_X:

@@ -90,7 +90,7 @@ def test_gradient_central_differences_slope_term():
 def test_fit_matches_dense_path(formula, nested, reml):
     df = frame(seed=7, nested=nested)
     ms, md = pair(formula, df, REML=reml)
-    rs, rd = ms.fit(), md.fit()
+    rs, rd = ms.fit(optimizer="lbfgsb"), md.fit(optimizer="lbfgsb")   # same optimizer: compare paths
     assert type(rs).__name__ == "SparseXLmerResult"
     np.testing.assert_allclose(rs.theta, rd.theta, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(rs.beta, rd.beta, rtol=1e-6, atol=1e-6)
@@ -214,6 +214,48 @@ def test_refit_and_cross_products_stay_sparse():
     ms, md = pair(CROSSED, df)
     assert sp.issparse(ms.crossprod.ZtX) and sp.issparse(ms.crossprod.XtX)
     y2 = df["y"].to_numpy() * 2 + 3
-    rs, rd = ms.refit(y2), md.refit(y2)
+    rs, rd = ms.refit(y2), md.refit(y2, optimizer="bobyqa")
+    assert rs.optsummary.method == "bobyqa"                 # the sparse-X default
+    assert rs.optsummary.diagnostics["checked"] is False
     np.testing.assert_allclose(rs.beta, rd.beta, rtol=1e-6, atol=1e-6)
     assert rs.objective == pytest.approx(rd.objective, rel=1e-9)
+
+
+def _independent_columns_reference(XtX, tol):
+    """The previous O(p k^3) greedy loop, kept here as the reference of R's rule."""
+    keep = []
+    for j in range(XtX.shape[0]):
+        d = XtX[j, j]
+        if d <= 0:
+            continue
+        if keep:
+            g = XtX[keep, j]
+            res = d - g @ np.linalg.solve(XtX[np.ix_(keep, keep)], g)
+        else:
+            res = d
+        if res > tol ** 2 * d:
+            keep.append(j)
+    return np.array(keep, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_rules_match_reference_greedy(seed):
+    import scipy.sparse as sp
+
+    from sparsemixed.linalg.rank import independent_columns_sparse
+    from sparsemixed.model import RANK_TOL, independent_columns
+
+    rng = np.random.default_rng(seed)
+    p = int(rng.integers(8, 40))
+    X = rng.normal(size=(120, p)) * rng.uniform(0.01, 100, p)
+    X[rng.random((120, p)) < 0.5] = 0.0
+    for _ in range(int(rng.integers(1, 5))):
+        j = int(rng.integers(2, p))
+        a, b = rng.integers(0, j, 2)
+        X[:, j] = rng.normal() * X[:, a] + rng.normal() * X[:, b]
+    X[:, int(rng.integers(0, p))] = 0.0
+    X[:, 0] = 1.0
+    G = X.T @ X
+    ref = _independent_columns_reference(G, RANK_TOL)
+    np.testing.assert_array_equal(independent_columns(G), ref)
+    np.testing.assert_array_equal(independent_columns_sparse(sp.csc_matrix(G), RANK_TOL), ref)
