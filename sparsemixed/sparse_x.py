@@ -5,13 +5,25 @@
     p >= SPARSE_X_MIN_P   and   density(X) <= SPARSE_X_MAX_DENSITY
 
 i.e. many fixed-effect columns (a factor with hundreds or thousands of levels: firm,
-item, site) that are mostly zeros.  The dense path costs q p (memory of R_ZX) and
-~ q p^2 flops (R_ZX'R_ZX) per evaluation; the sparse path costs the factor of Maug,
-whose extra fill from X's columns is that of one more grouping factor.  The threshold
-comes from benchmarks/sparse_x.py --threshold (results/2026-12-04-sparse-x.md): on
-crossed designs with n = 100,000 and q ~ 2,300 the two paths take the same time per
-evaluation near p ~ 150-300 and the sparse one is ahead beyond; under p ~ 100 the dense
-path is faster and keeps every inference method, so "auto" keeps it there.
+item, site) that are mostly zeros.  The dense path holds R_ZX (8 q p bytes), spends
+~ q p^2 flops per evaluation on R_ZX'R_ZX, and builds a dense n x p X and X'X (n p^2
+flops); the sparse path factors Maug, whose extra fill from X's columns is that of one
+more grouping factor, but its gradient (a selected inverse of Maug) is dear, so it fits
+with BOBYQA (more evaluations).  Measured (2 cores, shared; n = 100,000 rows, crossed
+2,000 x 300 random intercepts, ``y ~ x + firm + (1|user) + (1|item)``, p = levels of
+firm (p + 1 columns); ms/eval = mean of >= 3 criterion evaluations; fit with each path's
+default optimizer; ``python benchmarks/sparse_x.py --threshold``):
+
+    p       ms/eval sparse  dense   build + fit s sparse  dense
+    25           28           7          -                -
+    100          43          10         2.4              1.8
+    200          48          44          -                -
+    400          67          81         2.7              7.0
+    800          80         150         3.0             22.6
+    1600        168         356          -                -
+
+so the paths cross near p ~ 150-250: "auto" switches at p = 200.  Under it the dense
+path is faster and keeps every inference method (Satterthwaite, Kenward-Roger).
 
 To decide before encoding X (a dense n x p X may not fit in memory), the fixed-effects
 part is encoded sparse when its categorical covariates have together at least
