@@ -259,3 +259,28 @@ def test_rank_rules_match_reference_greedy(seed):
     ref = _independent_columns_reference(G, RANK_TOL)
     np.testing.assert_array_equal(independent_columns(G), ref)
     np.testing.assert_array_equal(independent_columns_sparse(sp.csc_matrix(G), RANK_TOL), ref)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_selected_inverse_dense_tail_equals_scalar_takahashi(monkeypatch, reml):
+    """The selected inverse's dense trailing block (dpotri) against pure Takahashi."""
+    from sparsemixed.linalg import cholesky as ch
+
+    df = frame(n=900, nf=150, seed=12)
+    ms = sm.lmer(CROSSED, df, REML=reml, sparse_X=True, ordering="amd")
+    theta = np.array([0.7, 1.2])
+    ms.objective(theta)
+    L = ms.aug.factor.L().tocsc()
+    assert ch.dense_tail_start(L) < L.shape[0] - 64         # the hybrid is exercised
+    S_hybrid = ms.aug.selected_inverse()
+    g_hybrid = ms.gradient(theta)
+    monkeypatch.setattr(ch, "MAX_DENSE_TAIL", 0)             # no dense block: scalar only
+    S_scalar = ms.aug.selected_inverse()
+    np.testing.assert_allclose(S_hybrid, S_scalar, rtol=1e-10, atol=1e-13 * np.abs(S_scalar).max())
+    np.testing.assert_allclose(ms.gradient(theta), g_hybrid, rtol=1e-9)
+    # and against a dense inverse of Maug
+    A = ms.aug.matrix(theta, ms.relcov).toarray()
+    A = A + np.tril(A, -1).T
+    Ainv = np.linalg.inv(A)
+    r, c = ms.aug.indices, np.repeat(np.arange(ms.aug.N), np.diff(ms.aug.indptr))
+    np.testing.assert_allclose(S_hybrid, Ainv[r, c], rtol=1e-8, atol=1e-12)
