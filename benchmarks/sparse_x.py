@@ -2,7 +2,8 @@
 
     python benchmarks/sparse_x.py                          # cases 1M and 200k, both paths
     python benchmarks/sparse_x.py --cases 200k --timeout 600
-    python benchmarks/sparse_x.py --threshold              # the p sweep behind sparse_X="auto"
+    python benchmarks/sparse_x.py --threshold              # plus the p sweep behind sparse_X="auto"
+    python benchmarks/sparse_x.py --cases "" --threshold   # the sweep alone
 
 Data (``generate``): ``rows`` observations of ``y ~ x + firm + (1|user) + (1|item)``, firm
 a fixed factor of ``firms`` levels, user x item crossed random intercepts; level sizes
@@ -36,6 +37,7 @@ FORMULA = "y ~ x + firm + (1|user) + (1|item)"
 CASES = {
     "1M": dict(rows=1_000_000, users=20_000, items=2_000, firms=5_000),
     "200k": dict(rows=200_000, users=4_000, items=500, firms=1_000),
+    "tiny": dict(rows=20_000, users=500, items=50, firms=300),     # a smoke test
 }
 THRESHOLD = dict(rows=100_000, users=2_000, items=300)
 THRESHOLD_FIRMS = (25, 100, 200, 400, 800, 1600)
@@ -154,16 +156,10 @@ def main() -> None:
     parts = [f"# Sparse-X benchmark {result_path('sparse-x').stem}", "",
              f"Command: `python benchmarks/sparse_x.py {' '.join(sys.argv[1:])}`", "", "## Machine", "",
              machine_info(with_r=False), ""]
-    if args.threshold:
-        rows = threshold()
-        parts += ["## Threshold sweep (sparse_X='auto')", "",
-                  f"{THRESHOLD['rows']:,} rows, {THRESHOLD['users']:,} users x {THRESHOLD['items']:,} items, "
-                  f"`{FORMULA}`, in one process.", "",
-                  md_table(["firms", "path", "build s", "ms / eval", "optimizer", "evaluations", "fit s",
-                            "build + fit s", "objective"], rows), ""]
-    else:
+    cases = [c for c in args.cases.split(",") if c]
+    if cases:
         rows, results = [], {}
-        for case in args.cases.split(","):
+        for case in cases:
             for path in args.paths.split(","):
                 spec = dict(CASES[case], case=case, path=path, fit=not args.no_fit, mem_cap=cap)
                 r = measured([sys.executable, str(ROOT / "benchmarks" / "sparse_x.py"), "--worker",
@@ -174,14 +170,14 @@ def main() -> None:
                 rows.append([case, path, f"{CASES[case]['rows']:,}", r.get("p"), r.get("q"),
                              r.get("build"), r.get("ordering", "blocked (M) + dense R_ZX" if path == "dense" else None),
                              r.get("nnz_L"), r.get("eval_ms"), r.get("evals"), r.get("method"), r.get("fit"),
-                             r.get("rss_mb"), None if r.get("objective") is None else f"{r['objective']:.6f}",
+                             r.get("se_s"), r.get("rss_mb"), None if r.get("objective") is None else f"{r['objective']:.6f}",
                              str(status)[:160]])
         parts += ["## Results", "",
                   f"`{FORMULA}`, REML, each path's default optimizer; address space capped at "
                   f"{cap / 2**30:.1f} GiB; timeout {args.timeout:.0f} s.", "",
                   md_table(["case", "path", "rows", "p", "q", "build s", "factor", "nnz(L)", "ms / eval",
-                            "evaluations", "optimizer", "fit s", "peak RSS MB", "objective", "status"], rows), ""]
-        for case in args.cases.split(","):
+                            "evaluations", "optimizer", "fit s", "SEs s", "peak RSS MB", "objective", "status"], rows), ""]
+        for case in cases:
             a, b = results.get((case, "sparse"), {}), results.get((case, "dense"), {})
             if a.get("objective") is not None and b.get("objective") is not None:
                 parts.append(f"**{case}:** objective sparse - dense = {a['objective'] - b['objective']:.3e} "
@@ -194,6 +190,13 @@ def main() -> None:
         parts += ["    " + json.dumps({"case": c, "path": p, **{k: v for k, v in r.items() if k != "stderr"}})
                   for (c, p), r in results.items()]
         parts.append("")
+    if args.threshold:
+        rows = threshold()
+        parts += ["## Threshold sweep (sparse_X='auto')", "",
+                  f"{THRESHOLD['rows']:,} rows, {THRESHOLD['users']:,} users x {THRESHOLD['items']:,} items, "
+                  f"`{FORMULA}`, in one process.", "",
+                  md_table(["firms", "path", "build s", "ms / eval", "optimizer", "evaluations", "fit s",
+                            "build + fit s", "objective"], rows), ""]
     text = "\n".join(parts)
     print(text)
     if args.out:
