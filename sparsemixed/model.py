@@ -124,7 +124,8 @@ def _check_interpolation(cp, term_names) -> None:
         return
     import scipy.linalg as sla
 
-    G = np.block([[cp.ZtZ.toarray(), cp.ZtX], [cp.ZtX.T, cp.XtX]])
+    dense = lambda a: a.toarray() if sp.issparse(a) else a          # sparse X (sparse_x.py)
+    G = np.block([[cp.ZtZ.toarray(), dense(cp.ZtX)], [dense(cp.ZtX).T, dense(cp.XtX)]])
     # rank by Cholesky with complete pivoting (LAPACK dpstrf): ~10x cheaper than eigenvalues
     d = np.sqrt(np.maximum(np.diag(G), 1e-300))
     _, _, rank, _ = sla.lapack.dpstrf(G / d[:, None] / d[None, :], tol=1e-10, lower=1)

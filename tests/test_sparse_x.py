@@ -284,3 +284,22 @@ def test_selected_inverse_dense_tail_equals_scalar_takahashi(monkeypatch, reml):
     Ainv = np.linalg.inv(A)
     r, c = ms.aug.indices, np.repeat(np.arange(ms.aug.N), np.diff(ms.aug.indptr))
     np.testing.assert_allclose(S_hybrid, Ainv[r, c], rtol=1e-8, atol=1e-12)
+
+
+def test_small_n_interpolation_check_and_profile_refusal():
+    """q + p >= n runs the [Z X] rank check on the sparse cross-products too; the
+    likelihood profile (it needs c_u and R_ZX) is refused clearly."""
+    df = frame(n=60, nf=20, ng=25, nb=9, seed=13)
+    outcomes = []
+    for sx in (True, False):
+        try:
+            m = sm.lmer(CROSSED, df, sparse_X=sx)
+            outcomes.append(("ok", round(m.objective([0.5, 0.5]), 8)))
+        except sm.DataError as e:
+            outcomes.append(("DataError", str(e)[:40]))
+    assert outcomes[0] == outcomes[1]
+    res = sm.lmer(CROSSED, frame(seed=14), sparse_X=True).fit()
+    from sparsemixed.inference.profile import profile
+
+    with pytest.raises(SparseMixedError, match="sparse_X=False"):
+        profile(res)
