@@ -357,6 +357,8 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
     try:
         mm = formulaic.model_matrix(parsed.fixed_formula, sub, na_action="raise",
                                     **({"output": "sparse"} if sparse else {}))
+    except MemoryError:         # a dense X too large (e.g. a many-level factor): not a formula error
+        raise
     except Exception as exc:
         raise FormulaError(f"cannot encode the fixed-effects part {parsed.fixed_formula!r}: {exc}") from None
     y = np.asarray(mm.lhs.toarray() if sparse else mm.lhs, dtype=float)
