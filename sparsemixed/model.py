@@ -388,7 +388,7 @@ class LinearMixedModel:
         reml = self.REML if REML is None else _as_bool(REML, "REML")
         x0 = self.theta0 if start is None else self._theta(start)
         if optimizer == "auto":
-            # sparse X: BOBYQA, the gradient's selected inverse of Maug costs 10-1000
+            # sparse X: BOBYQA, the gradient's selected inverse of Maug costs ~4-25
             # evaluations (sparse_x.py); otherwise choose_optimizer's choice
             optimizer = "bobyqa" if self.sparse_X else self.choose_optimizer()
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
@@ -446,6 +446,8 @@ class LinearMixedModel:
 
     def random_effects(self, theta):
         state = self.pls(theta)
+        if self.sparse_X:           # u is part of the augmented solve
+            return state.u.copy(), np.asarray(self.relcov.Lambda(state.theta) @ state.u).ravel()
         return random_effects(state, self.relcov, self.factor)
 
     def __repr__(self) -> str:

@@ -303,3 +303,16 @@ def test_small_n_interpolation_check_and_profile_refusal():
 
     with pytest.raises(SparseMixedError, match="sparse_X=False"):
         profile(res)
+
+
+def test_random_effects_at_theta_match_dense():
+    ms, md = pair(NESTED, frame(seed=15, nested=True))
+    theta = np.array([0.9, 0.4])
+    for a, b in zip(ms.random_effects(theta), md.random_effects(theta)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    rs, rd = ms.fit(optimizer="lbfgsb"), md.fit(optimizer="lbfgsb")
+    np.testing.assert_allclose(rs.ranef_var(), rd.ranef_var(), rtol=1e-5)
+    for k, v in rd.ranef_postvar().items():
+        np.testing.assert_allclose(rs.ranef_postvar()[k], v, rtol=1e-5)
+    with pytest.raises(SparseMixedError, match="sparse_X=False"):
+        rs.ranef_var("pev")
