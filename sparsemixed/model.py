@@ -143,7 +143,9 @@ class LinearMixedModel:
     Public pieces (lme4's ``getME`` vocabulary): ``formula``, ``REML``, ``terms``,
     ``fixef_names``, ``theta0``, ``lower``, ``Lind``, ``crossprod``, ``relcov``,
     ``factor``; methods ``objective(theta)`` (lme4's devfun), ``Lambda(theta)``,
-    ``fit()``, ``refit(new_y)``.
+    ``fit()``, ``refit(new_y)``.  ``sparse_X`` (chosen by ``sparse_X="auto"|True|False``,
+    :mod:`sparsemixed.sparse_x`) tells whether X is kept sparse and the fixed effects are
+    solved inside the factor of Maug (``aug``, :mod:`sparsemixed.linalg.augmented`).
     """
 
     sparse_X = False            # the sparse-X path (sparse_x.py, linalg/augmented.py)
