@@ -12,6 +12,8 @@ Pipeline (one module per step):
     linalg.cholesky   CHOLMOD sparse Cholesky, analysed once
     linalg.blocked    first term eliminated, dense Schur complement (LAPACK)
     linalg.pls        penalized least squares at theta
+    linalg.augmented  sparse X: [u; beta] from one sparse factor of Maug (sparse_x: when)
+    linalg.rank       fixed-effects rank check (R's rule) for a sparse X
     objective         profiled ML deviance / REML criterion
     gradient          its analytic gradient (selected inverse)
     optimize          optimizer and OptSummary

@@ -9,7 +9,7 @@ from .model import LinearMixedModel
 
 def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
          na_action: str = "omit", ordering: str = "auto", memory_limit=None,
-         chunksize: int | None = None, verbose: bool = False) -> LinearMixedModel:
+         chunksize: int | None = None, verbose: bool = False, sparse_X="auto") -> LinearMixedModel:
     """Build (not fit) a linear mixed model from an lme4 formula; call ``.fit()`` on it.
 
     Parameters
@@ -31,11 +31,20 @@ def lmer(formula: str, data, REML: bool = True, weights=None, offset=None,
     chunksize : rows per chunk when ``data`` is a file path (default 250,000).
     verbose : progress on stderr (tqdm) over the chunks of the cross-products pass(es);
         silent by default.  ``fit(verbose=True)`` does the same for the optimization.
+    sparse_X : ``"auto"`` (default), True or False: keep X sparse and put the fixed effects
+        into the sparse factored system (for fixed-effect factors with hundreds or thousands
+        of levels; see :mod:`sparsemixed.sparse_x` for the "auto" rule and
+        :mod:`sparsemixed.linalg.augmented` for the equations).  DataFrame data only.
     """
     if not isinstance(data, (pd.DataFrame, dict)):
+        if sparse_X is True:
+            from .errors import SparseMixedError
+
+            raise SparseMixedError("sparse_X=True is supported for DataFrame data only, not for streamed "
+                                   "sources (they accumulate a dense X'X); pass a DataFrame or sparse_X=False")
         return io.build_streamed(formula, data, REML=REML, weights=weights, offset=offset,
                                  na_action=na_action, ordering=ordering, memory_limit=memory_limit,
                                  chunksize=chunksize, verbose=verbose)
     return LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset,
                             na_action=na_action, ordering=ordering, memory_limit=memory_limit,
-                            verbose=verbose)
+                            verbose=verbose, sparse_X=sparse_X)

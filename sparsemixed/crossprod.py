@@ -3,6 +3,9 @@
     ZtZ = Z'WZ (sparse q x q),  ZtX = Z'WX,  Zty = Z'Wy,
     XtX = X'WX,  Xty = X'Wy,  yty = y'Wy,  n,  sum(log w)
 
+(ZtX and XtX are dense arrays, or sparse CSR when X is a scipy sparse matrix: the
+sparse-X path, linalg/augmented.py; X is then never densified.)
+
 with y already net of any offset.  Rows are processed in chunks and the sums
 accumulated, so the row data need never be held twice; after this step the model
 keeps nothing of length n.
@@ -97,17 +100,22 @@ def _chunk_products(rows, nlevels, X, y, weights, chunk_rows, start) -> CrossPro
     if weights is not None:
         w = weights[sl]
         Zw = sp.diags(w) @ Z
-        Xw, yw = Xc * w[:, None], yc * w
+        Xw = Xc.multiply(w[:, None]).tocsr() if sp.issparse(Xc) else Xc * w[:, None]
+        yw = yc * w
         slw = float(np.log(w).sum())
     else:
         Zw, Xw, yw, slw = Z, Xc, yc, 0.0
     Zt = Zw.T.tocsr()
+    if sp.issparse(Xc):      # sparse X (linalg/augmented.py): Z'WX, X'WX stay sparse
+        ZtX, XtX = (Zt @ Xc).tocsr(), (Xw.T @ Xc).tocsr()
+    else:
+        ZtX, XtX = np.asarray(Zt @ Xc), Xw.T @ Xc
     return CrossProducts(
         ZtZ=(Zt @ Z).tocsr(),
-        ZtX=np.asarray(Zt @ Xc),
+        ZtX=ZtX,
         Zty=np.asarray(Zt @ yc).ravel(),
-        XtX=Xw.T @ Xc,
-        Xty=Xw.T @ yc,
+        XtX=XtX,
+        Xty=np.asarray(Xw.T @ yc).ravel(),
         yty=float(yw @ yc),
         n=sl.stop - sl.start,
         sum_log_w=slw,

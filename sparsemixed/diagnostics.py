@@ -92,10 +92,11 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float) -> dict
     return diag
 
 
-def check_scales(X: np.ndarray, names) -> None:
+def check_scales(X: np.ndarray, names, sd=None) -> None:
+    """``sd``: the column standard deviations when given (a sparse X)."""
     if X.shape[1] < 2:
         return
-    sd = X.std(axis=0)
+    sd = X.std(axis=0) if sd is None else sd
     nz = sd > 0
     if nz.sum() < 2:
         return

@@ -301,7 +301,9 @@ def _response(frame: pd.DataFrame, response: str, formula: str) -> None:
 
 
 def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
-                      na_action: str = "omit") -> ModelFrame:
+                      na_action: str = "omit", sparse_X=False) -> ModelFrame:
+    """``sparse_X``: False (X dense), True (X a scipy CSR matrix, never densified) or
+    "auto" (sparse when the categorical fixed covariates have many levels; sparse_x.py)."""
     import formulaic
 
     if na_action not in ("omit", "fail"):
@@ -348,16 +350,29 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
             raise DataError("no rows are left after dropping rows with missing values")
     _check_finite(sub, used, formula)
     sub = numpy_columns(sub, used)
+    # -- sparse X (sparse_x.py): formulaic's sparse encoding, never densified --------
+    from ..sparse_x import encode_sparse
+
+    sparse = encode_sparse(sparse_X, sub, fixed_vars - {parsed.response}, numeric_cols)
     try:
-        mm = formulaic.model_matrix(parsed.fixed_formula, sub, na_action="raise")
+        mm = formulaic.model_matrix(parsed.fixed_formula, sub, na_action="raise",
+                                    **({"output": "sparse"} if sparse else {}))
+    except MemoryError:         # a dense X too large (e.g. a many-level factor): not a formula error
+        raise
     except Exception as exc:
         raise FormulaError(f"cannot encode the fixed-effects part {parsed.fixed_formula!r}: {exc}") from None
-    y = np.asarray(mm.lhs, dtype=float)
+    y = np.asarray(mm.lhs.toarray() if sparse else mm.lhs, dtype=float)
     if y.ndim == 2 and y.shape[1] != 1:
         raise DataError(f"the response {parsed.response!r} must be one numeric column, got {y.shape[1]} columns")
     y = y.reshape(-1)
-    X = np.asarray(mm.rhs, dtype=float)
-    X_names = [r_name(c) for c in mm.rhs.columns]
+    if sparse:
+        import scipy.sparse as sp
+
+        X = sp.csr_matrix(mm.rhs, dtype=float)
+    else:
+        X = np.asarray(mm.rhs, dtype=float)
+    # -- end sparse X ----------------------------------------------------------------
+    X_names = [r_name(c) for c in mm.rhs.model_spec.column_names]
 
     terms, rows = [], []
     for bar in parsed.bars:

@@ -115,6 +115,8 @@ def _fixed_design(model, data: pd.DataFrame) -> np.ndarray:
             raise DataError(f"newdata does not match the fit's encoding of the fixed effects: {w.message} "
                             "Drop or recode the rows with levels not seen in the fit")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if hasattr(mm, "toarray"):          # the sparse-X path's sparse encoding (newdata rows only)
+        mm = mm.toarray()
     X = np.asarray(mm, dtype=float).reshape(len(data), -1)
     return X[:, model.fixef_cols]
 

@@ -113,11 +113,11 @@ def _takahashi_kernel():
     from numba import njit
 
     @njit(cache=True)
-    def kernel(indptr, indices, data, Z):
+    def kernel(indptr, indices, data, Z, k, Z22):
         """Selected inverse on L's pattern (lower CSC, sorted rows, diagonal first):
-        Z = (L L')^-1 restricted to the pattern, by Takahashi's recurrences."""
-        n = indptr.size - 1
-        for j in range(n - 1, -1, -1):
+        Z = (L L')^-1 restricted to the pattern, by Takahashi's recurrences, for the
+        columns j < k; entries with both indices >= k are read from the dense Z22."""
+        for j in range(k - 1, -1, -1):
             p0, p1 = indptr[j], indptr[j + 1]
             ljj = data[p0]
             # off-diagonal entries, from the bottom up
@@ -125,9 +125,12 @@ def _takahashi_kernel():
                 i = indices[pi]
                 s = 0.0
                 for pk in range(p0 + 1, p1):
-                    k = indices[pk]
-                    # Z[i, k] with (max, min) lookup in column min(i, k)
-                    a, b = (i, k) if i >= k else (k, i)
+                    kk = indices[pk]
+                    # Z[i, kk] with (max, min) lookup in column min(i, kk)
+                    a, b = (i, kk) if i >= kk else (kk, i)
+                    if b >= k:
+                        s += data[pk] * Z22[a - k, b - k]
+                        continue
                     lo, hi = indptr[b], indptr[b + 1] - 1
                     while lo < hi:
                         mid = (lo + hi) // 2
@@ -147,16 +150,57 @@ def _takahashi_kernel():
 
 
 _TAKAHASHI = None
+SCALAR_PER_FLOP = 300.0      # one scalar Takahashi step (binary search) / one LAPACK flop (measured order)
+MAX_DENSE_TAIL = 12_000      # dense trailing block: 2 x 8 m^2 bytes (L22 and Z22), 2.3 GB at most
+
+
+def dense_tail_start(L: sp.csc_matrix) -> int:
+    """Where the dense trailing block of the selected inverse starts: the k minimising
+
+        SCALAR_PER_FLOP * sum_{j<k} c_j^2  +  (2/3) (n-k)^3
+
+    (c_j = nnz of L's column j; Takahashi steps on the sparse leading columns against
+    LAPACK dpotri on L22 = L[k:, k:] as a dense matrix), with n - k <= MAX_DENSE_TAIL."""
+    n = L.shape[0]
+    c = np.diff(L.indptr).astype(np.float64)
+    before = np.concatenate([[0.0], np.cumsum(c * c)])           # sum_{j<k} c_j^2, k = 0..n
+    m = n - np.arange(n + 1, dtype=np.float64)
+    cost = SCALAR_PER_FLOP * before + (2.0 / 3.0) * m ** 3
+    cost[m > MAX_DENSE_TAIL] = np.inf
+    cost[m < 64] = cost[n]          # tiny tails: not worth a dense block
+    return int(np.argmin(cost))
 
 
 def cholmod_selected_inverse(chol: SparseCholesky, M_indptr, M_indices) -> np.ndarray:
-    """M^-1 on M's stored lower pattern from a CHOLMOD factor (Takahashi on L's pattern)."""
+    """M^-1 on M's stored lower pattern from a CHOLMOD factor.
+
+    Takahashi's recurrences on L's pattern for the sparse leading columns; the trailing
+    block, where fill makes L dense (crossed factors), is inverted densely:
+
+        L = [L11 0; L21 L22]  =>  (L L')^-1 [k:, k:] = L22^-T L22^-1     (LAPACK dpotri)
+    """
     global _TAKAHASHI
     if _TAKAHASHI is None:
         _TAKAHASHI = _takahashi_kernel()
     L = chol.L().tocsc()
     L.sort_indices()
-    Z = _TAKAHASHI(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, np.zeros(L.nnz))
+    n = L.shape[0]
+    k = dense_tail_start(L)
+    Z = np.zeros(L.nnz)
+    if k < n:
+        import scipy.linalg as sla
+
+        L22 = L[k:, k:].toarray()
+        Z22, info = sla.lapack.dpotri(L22, lower=1, overwrite_c=1)
+        if info != 0:
+            raise NumericalError(f"dense inversion of the factor's trailing block failed (info {info})")
+        del L22
+        cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(L.indptr))
+        tail = np.flatnonzero(cols >= k)
+        Z[tail] = Z22[L.indices[tail] - k, cols[tail] - k]
+    else:
+        Z22 = np.zeros((1, 1))
+    Z = _TAKAHASHI(L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, Z, k, Z22)
     if getattr(chol, "_minv_pos", None) is None or chol._minv_pos.size != M_indices.size:
         chol._minv_pos = _pattern_positions(chol.perm(), L, M_indptr, M_indices)
     return Z[chol._minv_pos]
@@ -174,3 +218,18 @@ def _pattern_positions(perm, L, M_indptr, M_indices) -> np.ndarray:
     Lcol = np.repeat(np.arange(q, dtype=np.int64), np.diff(L.indptr))
     keys = Lcol * q + L.indices.astype(np.int64)       # sorted: CSC with sorted rows
     return np.searchsorted(keys, lo * q + hi)
+
+
+def min_pivot(A_lower: sp.csc_matrix, ordering: str = "amd") -> float:
+    """min_j L_jj^2 of P A P' = L L' (CHOLMOD, ``ordering``), or -inf when A is not
+    (numerically) positive definite.  With A scaled to unit diagonal, L_jj^2 is the
+    residual fraction of column j after projection on the columns before it in P's order:
+    the fixed-effects rank check of the sparse-X path (model.independent_columns_sparse)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            f = _cholmod.cholesky(sp.csc_matrix(A_lower), mode="supernodal", ordering_method=ordering)
+        except Exception:   # CholmodNotPositiveDefiniteError
+            return -np.inf
+        d = f.L().diagonal()
+    return float(np.min(d) ** 2) if d.size else np.inf

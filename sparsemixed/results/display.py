@@ -56,7 +56,7 @@ def lme4_summary(res) -> str:
         lines.append(f"{'':<{w}} {'Estimate':>10} {'Std. Error':>11} {'t value':>8}")
         for name in fe.index:
             lines.append(f"{name:<{w}} {fe[name]:10.4g} {se[name]:11.4g} {fe[name] / se[name]:8.3f}")
-        if len(fe) > 1:
+        if len(fe) > 1 and getattr(res, "show_correlation", True):
             V = res.vcov.to_numpy()
             d = np.sqrt(np.diag(V))
             C = V / np.outer(d, d)
@@ -66,6 +66,10 @@ def lme4_summary(res) -> str:
             lines.append(f"{'':<{w}} " + " ".join(f"{s:>6}" for s in short[:-1]))
             for i in range(1, len(fe)):
                 lines.append(f"{short[i]:<{w}} " + " ".join(f"{C[i, j]:6.3f}" for j in range(i)))
+        if len(fe) > 1 and not getattr(res, "show_correlation", True):
+            lines.append("")
+            lines.append(f"Correlation matrix not shown by default, as p = {len(fe)} > 12 (sparse-X fit; "
+                         "res.vcov computes it)")
     if m.dropped_fixef:
         lines.append(f"fixed-effect model matrix is rank deficient so dropping {len(m.dropped_fixef)} "
                      f"columns / coefficients: {', '.join(m.dropped_fixef)}")

@@ -188,7 +188,8 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
             raise ValueError("this needs the model's data, which was released (model.data is None)")
         with warnings.catch_warnings():          # the fit already reported dropped rows
             warnings.simplefilter("ignore", MissingDataWarning)
-            return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action)
+            return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action,
+                                     sparse_X=m.sparse_X)
 
     def fitted(self) -> np.ndarray:
         """X beta + Z b (+ offset) for the rows used in the fit."""
