@@ -150,9 +150,11 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
                 res = sp_min(counted, start, method="L-BFGS-B", bounds=bounds, options=opts)
             if summary.feval >= summary.maxeval:
                 break
-            if not np.array_equal(res.x, best["x"]):
+            if best["f"] < float(res.fun):
                 # L-BFGS-B stopped at an iterate worse than a point it had seen, typically a
-                # projection onto theta_k = 0 where the gradient vanishes by symmetry
+                # projection onto theta_k = 0 where the gradient vanishes by symmetry.  (By
+                # value, not by x: a stop at another point of the same value would restart
+                # from the best point again and again, never reaching the boundary check.)
                 start = best["x"].copy()
                 continue
             start = _leave_boundary(counted, best["x"], best["f"], lower)

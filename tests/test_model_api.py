@@ -716,3 +716,17 @@ def test_optimizer_choice_by_terms(sleep_model):
     assert res_m.objective == pytest.approx(res.objective, abs=1e-6)
     with pytest.raises(sm.SparseMixedError, match="start must be 'lme4', 'moments' or a vector"):
         m.fit(start="ols")
+
+
+def test_lbfgsb_leaves_a_boundary_stop_with_a_tied_value():
+    """A design where L-BFGS-B from lme4's start stops on theta_1 = 0 at a point whose value
+    ties the best seen: the boundary check must still run and find the interior optimum
+    (it used to restart from the tied point until the restarts ran out)."""
+    from test_sparse_x import frame
+
+    m = sm.lmer("y ~ x + f + (1|a/h)", frame(seed=7, nested=True), REML=False, sparse_X=False)
+    res = m.fit(optimizer="lbfgsb", check_convergence=False)
+    ref = m.fit(optimizer="bobyqa", check_convergence=False)
+    assert res.theta[0] > 0.3
+    assert res.objective == pytest.approx(ref.objective, abs=1e-6)
+    assert res.objective < m.objective([0.0, res.theta[1]]) - 1.0
