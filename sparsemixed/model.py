@@ -401,10 +401,10 @@ class LinearMixedModel:
         reml = self.REML if REML is None else _as_bool(REML, "REML")
         if optimizer == "auto":
             # sparse X: BOBYQA, the gradient's selected inverse of Maug costs ~4-25
-            # evaluations (sparse_x.py); otherwise choose_optimizer's choice, from moment
-            # estimates when that is BOBYQA on scalar intercept terms
+            # evaluations (sparse_x.py); otherwise choose_optimizer's choice.  BOBYQA on
+            # scalar intercept terms starts from their moment estimates
             optimizer = "bobyqa" if self.sparse_X else self.choose_optimizer()
-            if start is None and not self.sparse_X and optimizer == "bobyqa" and self.moment_start()[1].all():
+            if start is None and optimizer == "bobyqa" and self.moment_start()[1].all():
                 start = "moments"
         step = None
         if isinstance(start, str):
