@@ -79,7 +79,9 @@ def _timed(f, budget=EVAL_BUDGET_S, n_max=20, n_min=3):
     return 1000 * statistics.median(times), len(times)
 
 
-def worker(name: str, seed: int, cache: bool) -> dict:
+def worker(name: str, seed: int, cache: bool, build_only: bool = False) -> dict:
+    import warnings
+
     import sparsemixed as sm
 
     spec = case_spec(name)
@@ -96,12 +98,20 @@ def worker(name: str, seed: int, cache: bool) -> dict:
     out["levels"] = {"user": int(df["user"].max()) + 1, other: int(df[other].max()) + 1}
     try:
         t0 = time.perf_counter()
-        model = sm.lmer(spec["formula"], df, REML=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", sm.CostWarning)
+            model = sm.lmer(spec["formula"], df, REML=False)
         out["build"] = time.perf_counter() - t0
+        out["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught
+                           if issubclass(w.category, sm.SparseMixedWarning)]
         out["ordering"] = model.factor.ordering
         out["q"] = int(model.q)
         out["nnz_L"] = int(model.ordering_table.get(model.factor.ordering, (None, None))[1] or 0) or None
         out["ordering_table"] = {k: v[1] for k, v in model.ordering_table.items()}
+        out["flops"] = model.ordering_table.get(model.factor.ordering, (None, None, None))[2]
+        if build_only:
+            out["status"] = "built (--build-only): not fitted"
+            return out
         t0 = time.perf_counter()
         res = model.fit()
         out["fit"] = time.perf_counter() - t0
@@ -126,8 +136,8 @@ def export_csv(name: str, seed: int, cache: bool, path: str) -> dict:
 
 
 # -- the parent -------------------------------------------------------------------------------
-def run_case(name: str, seed: int, cache: bool, timeout: float | None) -> dict:
-    arg = json.dumps({"case": name, "seed": seed, "cache": cache})
+def run_case(name: str, seed: int, cache: bool, timeout: float | None, build_only: bool = False) -> dict:
+    arg = json.dumps({"case": name, "seed": seed, "cache": cache, "build_only": build_only})
     return measured([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--worker", arg], timeout)
 
 
@@ -154,7 +164,7 @@ def _levels(r: dict) -> str:
 
 def row_ours(name: str, r: dict) -> list:
     status = (r.get("error") or (r.get("refused") and "refused: " + r["refused"].split(" Options:")[0])
-              or "ok")
+              or r.get("status") or "ok")
     gen = r.get("generate")
     gen_s = None if gen is None else (f"{gen:.2f} (cache)" if r.get("cached") else
                                       f"{gen:.2f} (graph cached)" if r.get("graph_cached") else float(gen))
@@ -197,12 +207,14 @@ def main() -> None:
     ap.add_argument("--lme4", default=None,
                     help="comma-separated cases to time lme4 on too (default: those of CASES with lme4, i.e. 1M)")
     ap.add_argument("--no-r", action="store_true", help="do not run lme4")
+    ap.add_argument("--build-only", action="store_true",
+                    help="build the models (ordering, factor size and flops, warnings, peak RSS) without fitting")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--export", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         s = json.loads(args.worker)
-        print(json.dumps(worker(s["case"], s["seed"], s["cache"])))
+        print(json.dumps(worker(s["case"], s["seed"], s["cache"], s.get("build_only", False))))
         return
     if args.export:
         s = json.loads(args.export)
@@ -221,12 +233,14 @@ def main() -> None:
     rows, gen_rows, notes, results = [], [], [], {}
     for name, spec in specs.items():
         print(f"{name}: sparsemixed ...", file=sys.stderr, flush=True)
-        r = run_case(name, args.seed, cache, args.timeout)
+        r = run_case(name, args.seed, cache, args.timeout, args.build_only)
         results[name] = {"sparsemixed": r}
         rows.append(row_ours(name, r))
         if "error" in r:
             print(f"  {r['error']}", file=sys.stderr)
-        if spec["lme4"] and with_r:
+        if r.get("warnings"):
+            notes.append(f"**{name}** (sparsemixed's warnings while building): " + "; ".join(r["warnings"]))
+        if spec["lme4"] and with_r and not args.build_only:
             print(f"{name}: lme4 ...", file=sys.stderr, flush=True)
             l = run_lme4(name, args.seed, cache, args.timeout)
             results[name]["lme4"] = l
@@ -272,16 +286,18 @@ def main() -> None:
         "the duplicate columns describe the full graph."
         + (" Pairing a subset's own degrees afresh would give about " + "; ".join(subs)
            + " duplicates to rewire (configuration-model expectation)." if subs else ""))
+    suffix = "scale-build" if args.build_only else "scale"
     print(table)
     for s in notes:
         print("\n" + s)
     print("\n" + gen_table)
     loads = ", ".join(f"{c} {v['sparsemixed'].get('load', float('nan')):.2f}" for c, v in results.items())
     text = (
-        f"# Scale benchmark {result_path('scale').stem}\n\n"
+        f"# Scale benchmark {result_path(suffix).stem}\n\n"
         f"Command: `python benchmarks/scale.py --cases {','.join(cases)}"
         + (f" --lme4 {args.lme4}" if args.lme4 is not None else "")
         + (" --no-r" if args.no_r else "") + (" --no-cache" if args.no_cache else "")
+        + (" --build-only" if args.build_only else "")
         + (f" --timeout {args.timeout:.0f}" if args.timeout else "") + "`\n\n"
         f"## Machine\n\n{info}\n\n## Results\n\n{table}\n\n"
         + "".join(s + "\n\n" for s in notes)
@@ -307,7 +323,7 @@ def main() -> None:
         f"- 1-min load average as each case started: {loads}.\n"
         "\n<details><summary>raw JSON</summary>\n\n```json\n"
         + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
-    path = result_path("scale")
+    path = result_path(suffix)
     path.write_text(text)
     print(f"\nwritten to {path.relative_to(ROOT)}", file=sys.stderr)
 
