@@ -332,7 +332,9 @@ class LinearMixedModel:
         if self.sparse_X:
             from .linalg import augmented
 
-            state = self.aug.solve(self._theta(theta), self.crossprod, self.relcov, None if reml else self.factor)
+            with one_blas_thread():
+                state = self.aug.solve(self._theta(theta), self.crossprod, self.relcov,
+                                       None if reml else self.factor)
             return augmented.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
         state = self.pls(theta)
         return obj.criterion(state, self.nobs, self.p, reml, self.crossprod.sum_log_w)
@@ -365,7 +367,10 @@ class LinearMixedModel:
           region of 10%.  Those starts land near the optimum (InstEval: within 0.04 in
           each theta), and BOBYQA then needs no gradient: InstEval 28 criterion
           evaluations against L-BFGS-B's 25 criterion-and-gradient evaluations at about
-          three times the cost each; MovieLens-shaped 1M rows 16 against 12.
+          three times the cost each; MovieLens-shaped 1M rows 21 against 12.
+        * sparse X (fixed effects inside the factor of Maug): BOBYQA, as a gradient needs
+          the selected inverse of Maug, ~4-25 criterion evaluations (sparse_x.py); from
+          moment estimates too when every theta is a scalar intercept term's.
         * otherwise L-BFGS-B with the analytic gradient from lme4's start: on the 15
           reference models 231 evaluations in all against BOBYQA's 627, lme4's criterion
           or lower on every one.  Stops on the boundary theta_k = 0 are checked by a
@@ -378,7 +383,7 @@ class LinearMixedModel:
         An explicit ``optimizer=`` starts from lme4's theta unless ``start=`` says otherwise."""
         from .linalg import blocked
 
-        if self.moment_start()[1].all():
+        if self.sparse_X or self.moment_start()[1].all():
             return "bobyqa"
         f = self.factor
         if getattr(f, "ordering", "") == "blocked" and f.q2 >= blocked.LARGE_DENSE_Q2 and self.theta0.size <= 4:
@@ -400,10 +405,7 @@ class LinearMixedModel:
 
         reml = self.REML if REML is None else _as_bool(REML, "REML")
         if optimizer == "auto":
-            # sparse X: BOBYQA, the gradient's selected inverse of Maug costs ~4-25
-            # evaluations (sparse_x.py); otherwise choose_optimizer's choice.  BOBYQA on
-            # scalar intercept terms starts from their moment estimates
-            optimizer = "bobyqa" if self.sparse_X else self.choose_optimizer()
+            optimizer = self.choose_optimizer()
             if start is None and optimizer == "bobyqa" and self.moment_start()[1].all():
                 start = "moments"
         step = None
