@@ -207,6 +207,8 @@ def main() -> None:
     ap.add_argument("--lme4", default=None,
                     help="comma-separated cases to time lme4 on too (default: those of CASES with lme4, i.e. 1M)")
     ap.add_argument("--no-r", action="store_true", help="do not run lme4")
+    ap.add_argument("--suffix", default=None,
+                    help="results file benchmarks/results/<date>-<suffix>.md (default: scale, or scale-build)")
     ap.add_argument("--build-only", action="store_true",
                     help="build the models (ordering, factor size and flops, warnings, peak RSS) without fitting")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -286,7 +288,7 @@ def main() -> None:
         "the duplicate columns describe the full graph."
         + (" Pairing a subset's own degrees afresh would give about " + "; ".join(subs)
            + " duplicates to rewire (configuration-model expectation)." if subs else ""))
-    suffix = "scale-build" if args.build_only else "scale"
+    suffix = args.suffix or ("scale-build" if args.build_only else "scale")
     print(table)
     for s in notes:
         print("\n" + s)
@@ -297,7 +299,7 @@ def main() -> None:
         f"Command: `python benchmarks/scale.py --cases {','.join(cases)}"
         + (f" --lme4 {args.lme4}" if args.lme4 is not None else "")
         + (" --no-r" if args.no_r else "") + (" --no-cache" if args.no_cache else "")
-        + (" --build-only" if args.build_only else "")
+        + (" --build-only" if args.build_only else "") + (f" --suffix {args.suffix}" if args.suffix else "")
         + (f" --timeout {args.timeout:.0f}" if args.timeout else "") + "`\n\n"
         f"## Machine\n\n{info}\n\n## Results\n\n{table}\n\n"
         + "".join(s + "\n\n" for s in notes)
