@@ -29,7 +29,7 @@ from .optimize import DEFAULT_METHOD, OptSummary, minimize
 from .progress import progress
 from .linalg.threads import one_blas_thread
 from .relcov import RelCov
-from .start import moment_start
+from .start import lme4_start, moment_start
 
 RANK_TOL = 1e-7
 
@@ -280,7 +280,7 @@ class LinearMixedModel:
     def _analyse(self, ordering, memory_limit=None) -> None:
         """From the cross-products on: Lambda/M structures, theta0, bounds, symbolic analysis."""
         self.relcov = RelCov.build(self.terms, self.crossprod.ZtZ)
-        self.theta0 = np.concatenate([t.cov.initial() for t in self.terms])
+        self.theta0 = lme4_start(self.terms)
         self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
         M0 = self.relcov.M(self.theta0)
         self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering,

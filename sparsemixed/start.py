@@ -35,7 +35,7 @@ def moment_start(terms, crossprod) -> tuple[np.ndarray, np.ndarray]:
     d = crossprod.ZtZ.diagonal()
     zr = np.asarray(crossprod.Zty, dtype=float)
     off, toff, est = 0, 0, {}
-    for i, t in enumerate(terms):
+    for t in terms:
         nj, sj = d[off: off + t.q], zr[off: off + t.q]
         if t.k == 1 and t.columns == ["(Intercept)"] and t.nlevels >= 2 and np.all(nj > 0):
             fitted = float((sj ** 2 / nj).sum())

@@ -383,7 +383,7 @@ class BlockedCholesky:
         U = self._schur_inverse()
         kernel = _selected_inverse if kernel_threads(self.pairs * self.k1) > 1 else _selected_inverse_serial
         return kernel(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
-                                 self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
+                      self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
 
 
 @njit(cache=True, parallel=True)
