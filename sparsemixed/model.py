@@ -29,7 +29,7 @@ from .optimize import DEFAULT_METHOD, OptSummary, minimize
 from .progress import progress
 from .linalg.threads import one_blas_thread
 from .relcov import RelCov
-from .start import lme4_start, moment_start
+from .start import MOMENT_STEP, lme4_start, moment_start
 
 RANK_TOL = 1e-7
 
@@ -417,7 +417,7 @@ class LinearMixedModel:
             if start == "moments":
                 x0, estimated = self.moment_start()
                 # near the optimum: a first trust region of 10% there (nlopt's default elsewhere)
-                step = np.where(estimated, np.maximum(0.1 * np.abs(x0), 0.02), np.nan)
+                step = np.where(estimated, np.maximum(MOMENT_STEP * np.abs(x0), 0.02), np.nan)
         else:
             x0 = self.theta0 if start is None else self._theta(start)
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,

@@ -7,7 +7,7 @@ entries of A = Z'WZ without any sparse product:
     M_rc = sum_{a,b} Lambda_ar A_ab Lambda_bc  (+1 if r == c),  r >= c
 
 Each contribution is A.data[src] * theta[t1] * theta[t2], summed into the fixed lower
-pattern of M by one ``bincount`` (a scatter-add).  For scalar terms every entry of M
+pattern of M by one compiled scatter-add (in stored order: deterministic).  For scalar terms every entry of M
 gets exactly one contribution.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 
 def lambda_pattern(terms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,14 +143,23 @@ class RelCov:
         return sp.csc_matrix((theta[self.Lind], (self.Lrows, self.Lcols)), shape=(self.q, self.q))
 
     def M_values(self, theta: np.ndarray) -> np.ndarray:
-        vals = self.A_data[self.src] * theta[self.t1] * theta[self.t2]
-        out = np.bincount(self.target, weights=vals, minlength=self.nnz_M)
-        out[self.diag_pos] += 1.0
-        return out
+        return _m_values(self.A_data, self.src, self.t1, self.t2, self.target, self.diag_pos,
+                         np.asarray(theta, dtype=np.float64), self.nnz_M)
 
     def M(self, theta: np.ndarray) -> sp.csc_matrix:
         """Lower triangle of M(theta) in CSC (the pattern is fixed; only values change)."""
         return sp.csc_matrix((self.M_values(theta), self.M_indices, self.M_indptr), shape=(self.q, self.q))
+
+
+@njit(cache=True)
+def _m_values(A_data, src, t1, t2, target, diag_pos, theta, nnz):
+    """M's stored values: sum of A_data[src] theta[t1] theta[t2] into ``target``, + I."""
+    out = np.zeros(nnz)
+    for e in range(src.shape[0]):
+        out[target[e]] += A_data[src[e]] * theta[t1[e]] * theta[t2[e]]
+    for d in diag_pos:
+        out[d] += 1.0
+    return out
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:

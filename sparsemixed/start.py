@@ -20,6 +20,7 @@ import numpy as np
 
 MIN_THETA = 0.1          # a start is never on (or next to) the boundary theta = 0
 MAX_THETA = 10.0
+MOMENT_STEP = 0.1        # BOBYQA's first trust region from a moment start, relative to theta
 
 
 def lme4_start(terms) -> np.ndarray:

@@ -32,7 +32,9 @@ LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over al
                           # ~4 criterion evaluations: the default optimizer is then BOBYQA
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
-PARALLEL_Q2 = 1500        # from this size on, S is factored by tiles on Python threads (linalg.dense)
+PARALLEL_Q2 = 1500        # from this size on, S is factored by tiles on Python threads (linalg.dense;
+                          # 1M rows, n = 2,000: 75 -> 44 ms; InstEval, n = 1,156: alone 17 -> 14 ms,
+                          # but 20 -> 22 ms per factorization next to the Schur kernel's OpenMP threads)
 
 
 @njit(cache=True)
@@ -129,11 +131,11 @@ def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, n
                 a = lev_ptr[j]
                 s0, s1 = _rows_within(lev_rows, a, lev_ptr[j + 1], lo, hi)
                 for x in range(s0, s1):
-                    ri = lev_rows[x]
                     wx = W[x]
-                    base = ri * q2
-                    for y in range(a, x + 1):
-                        S_flat[base + lev_rows[y]] -= wx * W[y]
+                    row = S_flat[lev_rows[x] * q2: (lev_rows[x] + 1) * q2]
+                    cols, ws = lev_rows[a: x + 1], W[a: x + 1]
+                    for y in range(cols.shape[0]):
+                        row[np.uint64(cols[y])] -= wx * ws[y]     # unsigned: no wraparound test
     for e in range(pos22.shape[0]):          # M22's own entries (few: serial)
         S_flat[pos22[e, 1]] += Mdata[pos22[e, 0]]
 
@@ -160,11 +162,12 @@ def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
                 acc = 0.0
                 for x in range(s0, s1):
                     ri = lev_rows[x]
-                    base = ri * q2
+                    row = Uflat[ri * q2: (ri + 1) * q2]
+                    cols, ws = lev_rows[a: x], W[a: x]
                     s = 0.0
-                    for y in range(a, x):
-                        s += W[y] * Uflat[base + lev_rows[y]]
-                    acc += W[x] * (2.0 * s + W[x] * Uflat[base + ri])
+                    for y in range(cols.shape[0]):
+                        s += ws[y] * row[np.uint64(cols[y])]
+                    acc += W[x] * (2.0 * s + W[x] * row[ri])
                 partial[t, j] += acc
     out = np.zeros(nlev)
     for t in range(nthreads):
@@ -240,13 +243,20 @@ class BlockedCholesky:
         self.pos11 = np.column_stack([pos[in11], lev[in11], row[in11] % k1, col[in11] % k1]).astype(np.int64)
         # per level: union of rows (in q2 space) of its k1 columns
         r21, l21, c21 = row[in21] - q1, lev[in21], col[in21] % k1
-        keys = l21 * self.q2 + r21
-        uk, inv = np.unique(keys, return_inverse=True)
-        self.lev_rows = (uk % max(self.q2, 1)).astype(np.int64)
         nlev = q1 // k1
-        self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // max(self.q2, 1), minlength=nlev))]).astype(np.int64)
+        if k1 == 1 and np.all((np.diff(r21) > 0) | (np.diff(l21) != 0)):
+            # one column per level, its rows strictly ascending (CSC as relcov builds it):
+            # the union is the column itself, in stored order (no sort)
+            self.lev_rows = r21.astype(np.int64)
+            self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(l21, minlength=nlev))]).astype(np.int64)
+            self.w_off = np.arange(r21.size, dtype=np.int64)
+        else:
+            keys = l21 * self.q2 + r21
+            uk, inv = np.unique(keys, return_inverse=True)
+            self.lev_rows = (uk % max(self.q2, 1)).astype(np.int64)
+            self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // max(self.q2, 1), minlength=nlev))]).astype(np.int64)
+            self.w_off = (inv.reshape(-1) * k1 + c21).astype(np.int64)
         self.pos21 = pos[in21]
-        self.w_off = (inv.reshape(-1) * k1 + c21).astype(np.int64)
         r22, c22 = row[in22] - q1, col[in22] - q1
         self.pos22 = np.column_stack([pos[in22], r22 * self.q2 + c22]).astype(np.int64)
         self.L11 = np.zeros((nlev, k1, k1))

@@ -1,36 +1,104 @@
-"""Dense Cholesky S = L L' of the Schur block, by tiles on two Python threads.
+"""Dense Cholesky S = L L' of the Schur block, by tiles on Python threads.
 
-Right-looking, panel by panel (b columns at a time):
+Right-looking, panel by panel (b columns k0..k1 at a time):
 
-    L_kk = chol(S_kk)                                  (LAPACK, one thread)
-    L_ik = S_ik L_kk^-T            for the rows below  (triangular solve, one thread)
-    S_ij -= L_ik L_jk'             for j <= i below    (trailing update: the n^3/3 flops)
+    L_kk = chol(S_kk)                                  (LAPACK dpotrf, one thread)
+    L_ik = S_ik L_kk^-T            for the rows below  (dtrsm, rows split over the threads)
+    S_ij -= L_ik L_jk'             for j <= i below    (dgemm/dsyrk: the n^3/3 flops, split
+                                                        into row strips of equal flops)
 
-The trailing update, almost all the work, is split into row strips of equal flops,
-each computed by numpy's single-threaded BLAS product in its own Python thread (numpy
-releases the GIL).  This is for the large blocks of MovieLens-sized models, where one
-factorization is n^3/3 ~ 1.4e12 flops: OpenBLAS's own threads are faster on an idle
-machine but spin when the other core is busy (measured: threaded dpotrf twice as slow
-as single-threaded at n = 6,000 next to one busy process; at n = 1,156, 100x), and its
-threaded dpotrf crashed at n = 16,034 on one of our machines.  Python threads that run
-single-threaded BLAS degrade to one core's speed under load and no further.
+Every call goes to the BLAS/LAPACK that scipy links (its Cython API) through ctypes,
+which releases the GIL, with pointers into S: the panels and the trailing block are
+updated in place, no copy, no temporary.  Each thread runs single-threaded BLAS
+(the caller holds ``one_blas_thread``).  This is for the large blocks of MovieLens-sized
+models (n^3/3 ~ 1.4e12 flops at n = 16,034) and the 2,000-item block of a 1M-row
+model: OpenBLAS's own threads are faster on an idle machine for mid sizes but spin when
+the other core is busy (measured: threaded dpotrf twice as slow as single-threaded at
+n = 6,000 next to one busy process; at n = 1,156, 100x), and its threaded dpotrf crashed
+at n = 16,034 on one of our machines.  Python threads running single-threaded BLAS
+degrade to one core's speed under load and no further.
 
-The strips are fixed by n and b alone and each entry is updated by one thread in a fixed
-order, so the result is the same bit for bit from run to run.  S is held as its lower
-triangle in row-major order (= the upper triangle of L' column-major, LAPACK's 'U' in
-Fortran order), and is overwritten by L; its strict upper triangle is neither read nor
-meaningful.
+The strips are fixed by n, b and the thread count, and each entry is updated by one
+thread in a fixed order, so the result is the same bit for bit from run to run.  S is
+held as its lower triangle in row-major order -- to Fortran (column-major) BLAS that is
+the *upper* triangle of the same memory with leading dimension n, which is how every
+call below addresses it.  S is overwritten by L; its strict upper triangle is neither
+read nor meaningful.
 """
 from __future__ import annotations
 
+import ctypes
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.linalg as sla
+from scipy.linalg import cython_blas, cython_lapack
 
-PANEL = 384
-ROWS = 512       # rows per product in a strip (bounds the temporary to ROWS x n)
+PANEL = 256
+ROWS = 512       # rows per dgemm/dsyrk call in a strip (the diagonal tile's extra work is bounded by it)
 _POOL: ThreadPoolExecutor | None = None
+
+_int_p, _dbl_p, _chr = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p, ctypes.c_char_p
+
+
+def _fortran(module, name: str, *argtypes):
+    """The Fortran-convention routine ``name`` of scipy's cython_blas/cython_lapack as a
+    ctypes function (every argument by pointer; ctypes releases the GIL during the call)."""
+    capsule = module.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return ctypes.CFUNCTYPE(None, *argtypes)(get_ptr(capsule, get_name(capsule)))
+
+
+_D = ctypes.c_double
+_dpotrf = _fortran(cython_lapack, "dpotrf", _chr, _int_p, _dbl_p, _int_p, _int_p)
+_dtrsm = _fortran(cython_blas, "dtrsm", _chr, _chr, _chr, _chr, _int_p, _int_p,
+                  ctypes.POINTER(_D), _dbl_p, _int_p, _dbl_p, _int_p)
+_dgemm = _fortran(cython_blas, "dgemm", _chr, _chr, _int_p, _int_p, _int_p, ctypes.POINTER(_D),
+                  _dbl_p, _int_p, _dbl_p, _int_p, ctypes.POINTER(_D), _dbl_p, _int_p)
+_dsyrk = _fortran(cython_blas, "dsyrk", _chr, _chr, _int_p, _int_p, ctypes.POINTER(_D),
+                  _dbl_p, _int_p, ctypes.POINTER(_D), _dbl_p, _int_p)
+
+
+def _i(v: int):
+    return ctypes.byref(ctypes.c_int(int(v)))
+
+
+def _d(v: float):
+    return ctypes.byref(_D(float(v)))
+
+
+class _Tiles:
+    """Addresses into a C-ordered n x n float64 array: ``at(i, j)`` is &S[i, j], and every
+    Fortran routine sees the block from there with leading dimension n (its transpose)."""
+
+    def __init__(self, S: np.ndarray):
+        self.base, self.n = S.ctypes.data, S.shape[0]
+
+    def at(self, i: int, j: int) -> int:
+        return self.base + 8 * (i * self.n + j)
+
+    def potrf(self, k0: int, kb: int) -> int:
+        info = ctypes.c_int(0)
+        _dpotrf(b"U", _i(kb), self.at(k0, k0), _i(self.n), ctypes.byref(info))
+        return info.value
+
+    def trsm(self, k0: int, kb: int, r0: int, r1: int) -> None:
+        """S[r0:r1, k0:k0+kb] := S[r0:r1, k0:k0+kb] L_kk^-T (Fortran: U' X = B, U = L_kk')."""
+        if r1 > r0:
+            _dtrsm(b"L", b"U", b"T", b"N", _i(kb), _i(r1 - r0), _d(1.0), self.at(k0, k0), _i(self.n),
+                   self.at(r0, k0), _i(self.n))
+
+    def update(self, k0: int, kb: int, c0: int, a: int, b: int) -> None:
+        """Rows a..b of the trailing block (columns c0..b, lower part): S_ij -= P_i P_j' with
+        P the panel S[:, k0:k0+kb]; dgemm left of the diagonal tile, dsyrk on it."""
+        n = self.n
+        if a > c0:
+            _dgemm(b"T", b"N", _i(a - c0), _i(b - a), _i(kb), _d(-1.0), self.at(c0, k0), _i(n),
+                   self.at(a, k0), _i(n), _d(1.0), self.at(a, c0), _i(n))
+        _dsyrk(b"U", b"T", _i(b - a), _i(kb), _d(-1.0), self.at(a, k0), _i(n), _d(1.0),
+               self.at(a, a), _i(n))
 
 
 def _pool(nthreads: int) -> ThreadPoolExecutor:
@@ -40,48 +108,47 @@ def _pool(nthreads: int) -> ThreadPoolExecutor:
     return _POOL
 
 
-def _strips(lo: int, hi: int, nthreads: int) -> list[tuple[int, int]]:
-    """Split rows [lo, hi) of a lower-triangular update into nthreads strips of about equal
-    work (row r costs r - lo + 1 columns)."""
+def _strips(lo: int, hi: int, nthreads: int, cost: str = "triangle") -> list[tuple[int, int]]:
+    """Split rows [lo, hi) into nthreads strips of about equal work: "triangle" for the
+    lower-triangular update (row r costs r - lo + 1 columns), "rows" for equal rows."""
     m = hi - lo
-    cuts = [lo]
-    for t in range(1, nthreads):
-        cuts.append(lo + int(round(m * np.sqrt(t / nthreads))))
-    cuts.append(hi)
+    share = (lambda t: np.sqrt(t / nthreads)) if cost == "triangle" else (lambda t: t / nthreads)
+    cuts = [lo] + [lo + int(round(m * share(t))) for t in range(1, nthreads)] + [hi]
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
+def _run(tasks, nthreads: int) -> None:
+    if len(tasks) == 1 or nthreads == 1:
+        for t in tasks:
+            t()
+    else:
+        list(_pool(nthreads).map(lambda t: t(), tasks))
+
+
 def cholesky_lower_inplace(S: np.ndarray, nthreads: int = 2, panel: int | None = None) -> int:
-    """Overwrite the lower triangle of the C-ordered square ``S`` with L (S = L L').
+    """Overwrite the lower triangle of the C-ordered float64 square ``S`` with L (S = L L').
     Returns 0, or k > 0 when the leading minor of order k is not positive definite
     (LAPACK's info convention).  The strict upper triangle is not read, and is left
     holding intermediate values."""
+    if not (S.flags.c_contiguous and S.dtype == np.float64 and S.ndim == 2 and S.shape[0] == S.shape[1]):
+        raise ValueError("cholesky_lower_inplace needs a C-contiguous float64 square array")
     n = S.shape[0]
     panel = panel or PANEL
+    T = _Tiles(S)
     for k0 in range(0, n, panel):
         k1 = min(n, k0 + panel)
-        # S_kk as LAPACK sees it: lower row-major == upper column-major of its transpose
-        c, info = sla.lapack.dpotrf(S[k0:k1, k0:k1].T, lower=0, clean=0, overwrite_a=0)
+        kb = k1 - k0
+        info = T.potrf(k0, kb)
         if info != 0:
             return k0 + info
-        S[k0:k1, k0:k1] = c.T                 # its strict upper part is not read
         if k1 == n:
             break
-        Lkk = S[k0:k1, k0:k1]
-        # panel: L_ik = S_ik Lkk^-T  <=>  Lkk L_ik' = S_ik'
-        S[k1:, k0:k1] = sla.solve_triangular(Lkk, S[k1:, k0:k1].T, lower=True, check_finite=False).T
-        P = S[k1:, k0:k1]                     # the new panel, rows k1..n
-        strips = _strips(k1, n, nthreads)
+        _run([lambda a=a, b=b: T.trsm(k0, kb, a, b) for a, b in _strips(k1, n, nthreads, "rows")],
+             nthreads)
 
-        def update(strip, P=P, k1=k1):
-            for a in range(strip[0], strip[1], ROWS):
-                b = min(strip[1], a + ROWS)
-                # rows a..b, columns k1..b: their lower part, and a triangle above the
-                # diagonal that is never read
-                S[a:b, k1:b] -= P[a - k1:b - k1] @ P[: b - k1].T
+        def strip(a0: int, b0: int, k0=k0, kb=kb, k1=k1) -> None:
+            for a in range(a0, b0, ROWS):
+                T.update(k0, kb, k1, a, min(b0, a + ROWS))
 
-        if len(strips) == 1:
-            update(strips[0])
-        else:
-            list(_pool(nthreads).map(update, strips))
+        _run([lambda a=a, b=b: strip(a, b) for a, b in _strips(k1, n, nthreads)], nthreads)
     return 0
