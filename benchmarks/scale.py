@@ -233,6 +233,9 @@ def main() -> None:
     info = machine_info(with_r)
     cache = not args.no_cache
     rows, gen_rows, notes, results = [], [], [], {}
+    if not with_r and not args.no_r and any(s["lme4"] for s in specs.values()):
+        notes.append("**lme4 not measured:** `Rscript` was not found (install it with `make rdeps`).")
+        print("Rscript not found: lme4 is not measured (make rdeps installs it)", file=sys.stderr)
     for name, spec in specs.items():
         print(f"{name}: sparsemixed ...", file=sys.stderr, flush=True)
         r = run_case(name, args.seed, cache, args.timeout, args.build_only)

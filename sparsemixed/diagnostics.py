@@ -45,9 +45,11 @@ def check_singular(model, theta) -> None:
                       SingularFitWarning, stacklevel=4)
 
 
-def check_convergence(model, summary, reml: bool, budget_seconds: float) -> dict:
+def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: bool = True) -> dict:
     """Scaled gradient and Hessian at summary.final; fills and returns a dict stored as
-    ``summary.diagnostics``; warns (ConvergenceWarning) when the checks fail."""
+    ``summary.diagnostics`` (with, where the Hessian is not positive definite, the
+    direction of most negative curvature: ``descent_direction``, over all of theta);
+    warns (ConvergenceWarning, :func:`warn_convergence`) when the checks fail."""
     from .numdiff import hessian_from_gradient
 
     x = np.asarray(summary.final, dtype=float)
@@ -74,22 +76,36 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float) -> dict
         return model.gradient(xx, reml)[free]
     H = hessian_from_gradient(grad_free, x[free], step=1e-4)
     gf = g[free]
-    ev = np.linalg.eigvalsh(H)
+    ev, vecs = np.linalg.eigh(H)
     pd = bool(ev.min() > 1e-8 * max(1.0, abs(ev).max()))
     scaled = np.linalg.solve(H, gf) if pd else np.full(n_free, np.nan)
     diag.update(checked=True, gradient=g.tolist(), scaled_gradient=scaled.tolist(),
                 hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd)
     if not pd:
+        d = np.zeros(x.size)
+        d[free] = vecs[:, 0]
+        diag["descent_direction"] = d.tolist()
+    if warn:
+        warn_convergence(diag, stacklevel=5)
+    return diag
+
+
+def warn_convergence(diag: dict, stacklevel: int = 4) -> None:
+    """The ConvergenceWarning of a failed check (nothing when it passed or was skipped)."""
+    if not diag.get("checked") or "hessian_positive_definite" not in diag:
+        return
+    pd = diag["hessian_positive_definite"]
+    scaled = np.asarray(diag["scaled_gradient"], dtype=float)
+    if not pd:
         warnings.warn("the Hessian of the criterion at the estimate is not positive definite (smallest "
-                      f"eigenvalue {ev.min():.3g}): the fit may be at a saddle point or the model "
-                      "overparameterized; check is_singular, simplify the random effects or refit "
-                      "with another optimizer", ConvergenceWarning, stacklevel=4)
+                      f"eigenvalue {diag['hessian_min_eigenvalue']:.3g}): the fit may be at a saddle point or "
+                      "the model overparameterized; check is_singular, simplify the random effects or refit "
+                      "with another optimizer", ConvergenceWarning, stacklevel=stacklevel)
     elif np.max(np.abs(scaled)) > SCALED_GRAD_TOL:
         warnings.warn(f"the optimizer stopped with a scaled gradient of {np.max(np.abs(scaled)):.2g} "
                       f"(> {SCALED_GRAD_TOL}): the estimates may not be at the optimum; refit from "
                       "result.theta (fit(start=...)) or with another optimizer", ConvergenceWarning,
-                      stacklevel=4)
-    return diag
+                      stacklevel=stacklevel)
 
 
 def check_scales(X: np.ndarray, names, sd=None) -> None:

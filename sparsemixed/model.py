@@ -11,6 +11,7 @@ one symbolic analysis.  After that the model holds nothing of length n.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import types
 import warnings
 
@@ -25,7 +26,7 @@ from .gradient import gradient
 from .formula.design import build_model_frame
 from .linalg.select import select_factor
 from .linalg.pls import pls_solve, random_effects
-from .optimize import DEFAULT_METHOD, OptSummary, minimize
+from .optimize import DEFAULT_METHOD, MAX_SADDLE_RESTARTS, SADDLE_STEPS, OptSummary, escape_saddle, merge_restart, minimize
 from .progress import progress
 from .linalg.threads import one_blas_thread
 from .relcov import RelCov
@@ -399,7 +400,9 @@ class LinearMixedModel:
         :mod:`sparsemixed.optimize` for the methods.  ``verbose=True`` shows a progress
         bar (evaluations, best criterion so far) on stderr.  ``check_convergence``: the
         scaled-gradient/Hessian check after the fit (:mod:`sparsemixed.diagnostics`) always
-        (True), never (False), or when it costs under a quarter of the fit (None).
+        (True), never (False), or when it costs under a quarter of the fit (None).  Where
+        that check finds negative curvature (a saddle point), the fit steps off along it and
+        restarts, up to twice (``optsummary.saddle_restarts``).
         """
         from .results.lmer_result import LmerResult
 
@@ -423,22 +426,34 @@ class LinearMixedModel:
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,
                              ftol_abs=ftol_abs, xtol_abs=xtol_abs, maxeval=int(maxeval), initial_step=step)
         bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
+        fun = lambda th: self.objective(th, reml)
+        run = lambda s: minimize(fun, s, fun_grad=lambda th: self.objective_and_gradient(th, reml),
+                                 progress=None if bar is None else
+                                 lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
         try:
-            minimize(lambda th: self.objective(th, reml), summary,
-                     fun_grad=lambda th: self.objective_and_gradient(th, reml),
-                     progress=None if bar is None else lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
+            run(summary)
+            self._check_fit(summary, reml, check_convergence)
+            # a saddle point (the check found negative curvature): step off it and go on
+            while (summary.saddle_restarts < MAX_SADDLE_RESTARTS and summary.feval < summary.maxeval
+                   and summary.diagnostics.get("hessian_positive_definite") is False):
+                x1 = escape_saddle(fun, summary.final, summary.fmin, self.lower,
+                                   summary.diagnostics["descent_direction"])
+                summary.feval += 2 * len(SADDLE_STEPS)
+                if x1 is None:
+                    break
+                sub = dataclasses.replace(summary, initial=x1, initial_step=None, final=None, fmin=np.inf,
+                                          feval=0, geval=0, seconds=0.0, trace=[], diagnostics={},
+                                          maxeval=max(1, summary.maxeval - summary.feval))
+                run(sub)
+                merge_restart(summary, sub)
+                summary.saddle_restarts += 1
+                self._check_fit(summary, reml, check_convergence)
         finally:
             if bar is not None:
                 bar.close()
-        from .diagnostics import check_convergence as check_convergence_, check_singular
+        from .diagnostics import check_singular, warn_convergence
 
-        budget = {True: np.inf, False: -1.0}.get(check_convergence, max(0.2, 0.25 * summary.seconds))
-        reason = "check_convergence=False"
-        if self.sparse_X and check_convergence is None:     # gradients too dear (sparse_x.py)
-            budget, reason = -1.0, ("skipped by default on the sparse-X path (each gradient needs the "
-                                    "selected inverse of Maug); fit(check_convergence=True) forces it")
-        summary.diagnostics = (check_convergence_(self, summary, reml, budget_seconds=budget) if budget >= 0
-                               else {"checked": False, "reason": reason})
+        warn_convergence(summary.diagnostics, stacklevel=4)
         check_singular(self, summary.final)
         state = self.pls(summary.final)       # refactor at the best theta seen
         if self.sparse_X:
@@ -446,6 +461,19 @@ class LinearMixedModel:
 
             return SparseXLmerResult.from_state(self, state, summary, reml)
         return LmerResult.from_state(self, state, summary, reml)
+
+    def _check_fit(self, summary, reml: bool, check_convergence: bool | None) -> None:
+        """summary.diagnostics: the convergence check at summary.final (without warning),
+        when its cost fits the budget (``check_convergence``: see :meth:`fit`)."""
+        from .diagnostics import check_convergence as check_convergence_
+
+        budget = {True: np.inf, False: -1.0}.get(check_convergence, max(0.2, 0.25 * summary.seconds))
+        reason = "check_convergence=False"
+        if self.sparse_X and check_convergence is None:     # gradients too dear (sparse_x.py)
+            budget, reason = -1.0, ("skipped by default on the sparse-X path (each gradient needs the "
+                                    "selected inverse of Maug); fit(check_convergence=True) forces it")
+        summary.diagnostics = (check_convergence_(self, summary, reml, budget_seconds=budget, warn=False)
+                               if budget >= 0 else {"checked": False, "reason": reason})
 
     def refit(self, new_y, REML: bool | None = None, **fit_kw):
         """Fit a new response with the same design, reusing the cross-products of Z and X and

@@ -40,6 +40,7 @@ class OptSummary:
     seconds: float = 0.0
     returnvalue: str = ""
     converged: bool = False
+    saddle_restarts: int = 0                 # restarts after stepping off a saddle point (model.fit)
     trace: list = field(default_factory=list, repr=False)
     diagnostics: dict = field(default_factory=dict, repr=False)
 
@@ -75,6 +76,41 @@ def _leave_boundary(fun, x, fx, lower):
             if fun(trial) < fx - 1e-10 * max(1.0, abs(fx)):
                 return trial
     return None
+
+
+SADDLE_STEPS = (1e-3, 1e-2, 0.05, 0.2, 0.5)
+MAX_SADDLE_RESTARTS = 2
+
+
+def escape_saddle(fun, x, fx, lower, direction):
+    """A point to restart from when the optimizer stopped where the criterion curves down
+    along ``direction`` (a saddle point: e.g. a correlation left undetermined while a
+    variance is near 0, which a derivative-free or quasi-Newton method can stop at): the
+    best of x +- t d, t in SADDLE_STEPS times max(1, |x|), projected onto the bounds, if it
+    lowers the criterion by more than 1e-10 relative; None when none does.  (All steps are
+    tried: the valley out of a saddle is often curved, so that only a short step descends.)"""
+    d = np.asarray(direction, dtype=float)
+    scale = max(1.0, float(np.abs(x).max()))
+    floor = np.where(np.isfinite(lower), lower, -np.inf)
+    best, fbest = None, fx - 1e-10 * max(1.0, abs(fx))
+    for t in SADDLE_STEPS:
+        for sign in (1.0, -1.0):
+            trial = np.maximum(x + sign * t * scale * d, floor)
+            ft = fun(trial)
+            if ft < fbest:
+                best, fbest = trial, ft
+    return best
+
+
+def merge_restart(summary: OptSummary, sub: OptSummary) -> None:
+    """Fold a restart's summary into the fit's: counts and time add up, the better end wins."""
+    summary.feval += sub.feval
+    summary.geval += sub.geval
+    summary.seconds += sub.seconds
+    if sub.fmin <= summary.fmin:
+        summary.final, summary.fmin = sub.final, sub.fmin
+        summary.returnvalue, summary.converged = sub.returnvalue, sub.converged
+    summary.trace.extend(sub.trace)
 
 
 BOUNDARY_SNAP = 0.01

@@ -223,6 +223,44 @@ def _L21_product(W, lev_ptr, lev_rows, k1, B, nout, transpose):
     return out
 
 
+@njit(cache=True)
+def _scalar_structure(indptr, indices, q1):
+    """pos11, pos21, lev_rows, lev_ptr, pos22 of a scalar first term from M's CSC lower
+    pattern, or None when a column of term 1 does not hold its diagonal first followed by
+    rows >= q1 in strictly ascending order."""
+    q = indptr.shape[0] - 1
+    q2 = q - q1
+    n21 = indptr[q1] - q1
+    pos11 = np.zeros((q1, 4), dtype=np.int64)
+    pos21 = np.empty(max(n21, 0), dtype=np.int64)
+    lev_rows = np.empty(max(n21, 0), dtype=np.int64)
+    lev_ptr = np.zeros(q1 + 1, dtype=np.int64)
+    e = 0
+    for c in range(q1):
+        a, b = indptr[c], indptr[c + 1]
+        if b == a or indices[a] != c:
+            return None
+        pos11[c, 0], pos11[c, 1] = a, c
+        prev = q1 - 1
+        for p in range(a + 1, b):
+            r = indices[p]
+            if r <= prev or e >= n21:
+                return None
+            prev = r
+            pos21[e] = p
+            lev_rows[e] = r - q1
+            e += 1
+        lev_ptr[c + 1] = e
+    if e != n21:
+        return None
+    pos22 = np.empty((indptr[q] - indptr[q1], 2), dtype=np.int64)
+    for c in range(q1, q):
+        for p in range(indptr[c], indptr[c + 1]):
+            pos22[p - indptr[q1], 0] = p
+            pos22[p - indptr[q1], 1] = (indices[p] - q1) * q2 + (c - q1)
+    return pos11, pos21, lev_rows, lev_ptr, pos22
+
+
 class BlockedCholesky:
     """Same interface as :class:`~sparsemixed.linalg.cholesky.SparseCholesky`, P = I."""
 
@@ -231,6 +269,30 @@ class BlockedCholesky:
     def __init__(self, indptr, indices, q1: int, k1: int):
         q = indptr.size - 1
         self.q, self.q1, self.k1, self.q2 = q, q1, k1, q - q1
+        if not (k1 == 1 and self._scalar_structure(indptr, indices)):
+            self._general_structure(indptr, indices)
+        nlev = q1 // k1
+        self.L11 = np.zeros((nlev, k1, k1))
+        self.W = np.zeros(self.lev_rows.size * k1)
+        self.S = np.zeros((self.q2, self.q2))
+        self._logdet = np.nan
+        sizes = np.diff(self.lev_ptr).astype(np.float64)
+        self.pairs = float((sizes * (sizes + 1) / 2).sum())     # level pairs: the kernels' work
+        self.schur_method = self._schur_method()
+
+    def _scalar_structure(self, indptr, indices) -> bool:
+        """The index arrays for a scalar first term in one compiled pass over M's pattern
+        (1M rows: 0.15 -> 0.01 s); False (general path) unless every column of term 1 holds
+        its diagonal first and then rows beyond q1, ascending, as RelCov builds them."""
+        out = _scalar_structure(np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), self.q1)
+        if out is None:
+            return False
+        self.pos11, self.pos21, self.lev_rows, self.lev_ptr, self.pos22 = out
+        self.w_off = np.arange(self.pos21.size, dtype=np.int64)
+        return True
+
+    def _general_structure(self, indptr, indices) -> None:
+        q, q1, k1 = self.q, self.q1, self.k1
         col = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
         row = indices.astype(np.int64)
         pos = np.arange(row.size, dtype=np.int64)
@@ -244,28 +306,14 @@ class BlockedCholesky:
         # per level: union of rows (in q2 space) of its k1 columns
         r21, l21, c21 = row[in21] - q1, lev[in21], col[in21] % k1
         nlev = q1 // k1
-        if k1 == 1 and np.all((np.diff(r21) > 0) | (np.diff(l21) != 0)):
-            # one column per level, its rows strictly ascending (CSC as relcov builds it):
-            # the union is the column itself, in stored order (no sort)
-            self.lev_rows = r21.astype(np.int64)
-            self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(l21, minlength=nlev))]).astype(np.int64)
-            self.w_off = np.arange(r21.size, dtype=np.int64)
-        else:
-            keys = l21 * self.q2 + r21
-            uk, inv = np.unique(keys, return_inverse=True)
-            self.lev_rows = (uk % max(self.q2, 1)).astype(np.int64)
-            self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // max(self.q2, 1), minlength=nlev))]).astype(np.int64)
-            self.w_off = (inv.reshape(-1) * k1 + c21).astype(np.int64)
+        keys = l21 * self.q2 + r21
+        uk, inv = np.unique(keys, return_inverse=True)
+        self.lev_rows = (uk % max(self.q2, 1)).astype(np.int64)
+        self.lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // max(self.q2, 1), minlength=nlev))]).astype(np.int64)
+        self.w_off = (inv.reshape(-1) * k1 + c21).astype(np.int64)
         self.pos21 = pos[in21]
         r22, c22 = row[in22] - q1, col[in22] - q1
         self.pos22 = np.column_stack([pos[in22], r22 * self.q2 + c22]).astype(np.int64)
-        self.L11 = np.zeros((nlev, k1, k1))
-        self.W = np.zeros(self.lev_rows.size * k1)
-        self.S = np.zeros((self.q2, self.q2))
-        self._logdet = np.nan
-        sizes = np.diff(self.lev_ptr).astype(np.float64)
-        self.pairs = float((sizes * (sizes + 1) / 2).sum())     # level pairs: the kernels' work
-        self.schur_method = self._schur_method()
 
     def _schur_method(self) -> str:
         """"dense" (S = M22 - W'W by one BLAS product on a dense W) when the level blocks
