@@ -45,6 +45,9 @@ CASES = {
     "full": dict(mc=1, uc=1, lme4=False),
 }
 EVAL_BUDGET_S = 3.0      # time the criterion up to 20 times or until this many seconds
+GRADIENT_TIMING_MAX_MS = 60_000   # above this per evaluation the gradient is not timed (a selected inverse
+                                  # of a huge CHOLMOD factor costs several factorizations and its memory)
+PROJECTED_EVALS = 22     # --one-eval: evaluations assumed for the projected fit time (mc50_uc80's, measured)
 
 
 def case_spec(name: str) -> dict:
@@ -79,7 +82,8 @@ def _timed(f, budget=EVAL_BUDGET_S, n_max=20, n_min=3):
     return 1000 * statistics.median(times), len(times)
 
 
-def worker(name: str, seed: int, cache: bool, build_only: bool = False) -> dict:
+def worker(name: str, seed: int, cache: bool, build_only: bool = False, one_eval: bool = False,
+           memory_limit: str | None = None) -> dict:
     import warnings
 
     import sparsemixed as sm
@@ -100,7 +104,7 @@ def worker(name: str, seed: int, cache: bool, build_only: bool = False) -> dict:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", sm.CostWarning)
-            model = sm.lmer(spec["formula"], df, REML=False)
+            model = sm.lmer(spec["formula"], df, REML=False, memory_limit=memory_limit)
         out["build"] = time.perf_counter() - t0
         out["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught
                            if issubclass(w.category, sm.SparseMixedWarning)]
@@ -112,6 +116,15 @@ def worker(name: str, seed: int, cache: bool, build_only: bool = False) -> dict:
         if build_only:
             out["status"] = "built (--build-only): not fitted"
             return out
+        if one_eval:      # one criterion evaluation where the fit would start
+            start, _ = model.moment_start()
+            t0 = time.perf_counter()
+            model.objective(start)
+            out["eval_ms"], out["n_eval"] = 1000 * (time.perf_counter() - t0), 1
+            proj = PROJECTED_EVALS * out["eval_ms"] / 1000
+            out["status"] = (f"built + 1 evaluation (--one-eval): not fitted; at {PROJECTED_EVALS} "
+                             f"evaluations (mc50_uc80's count) the fit would take ~{(out['build'] + proj) / 3600:.1f} h")
+            return out
         t0 = time.perf_counter()
         res = model.fit()
         out["fit"] = time.perf_counter() - t0
@@ -120,7 +133,8 @@ def worker(name: str, seed: int, cache: bool, build_only: bool = False) -> dict:
         return out
     theta = np.asarray(res.theta, dtype=float)
     out["eval_ms"], out["n_eval"] = _timed(lambda: model.objective(theta))
-    out["grad_ms"], out["n_grad"] = _timed(lambda: model.objective_and_gradient(theta))
+    if out["eval_ms"] < GRADIENT_TIMING_MAX_MS:
+        out["grad_ms"], out["n_grad"] = _timed(lambda: model.objective_and_gradient(theta))
     out.update(evals=int(res.optsummary.feval), gevals=int(res.optsummary.geval),
                method=res.optsummary.method, total=out["build"] + out["fit"],
                objective=float(res.objective), theta=theta.tolist(), sigma=float(res.sigma),
@@ -136,8 +150,10 @@ def export_csv(name: str, seed: int, cache: bool, path: str) -> dict:
 
 
 # -- the parent -------------------------------------------------------------------------------
-def run_case(name: str, seed: int, cache: bool, timeout: float | None, build_only: bool = False) -> dict:
-    arg = json.dumps({"case": name, "seed": seed, "cache": cache, "build_only": build_only})
+def run_case(name: str, seed: int, cache: bool, timeout: float | None, build_only: bool = False,
+             one_eval: bool = False, memory_limit: str | None = None) -> dict:
+    arg = json.dumps({"case": name, "seed": seed, "cache": cache, "build_only": build_only, "one_eval": one_eval,
+                      "memory_limit": memory_limit})
     return measured([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--worker", arg], timeout)
 
 
@@ -211,12 +227,18 @@ def main() -> None:
                     help="results file benchmarks/results/<date>-<suffix>.md (default: scale, or scale-build)")
     ap.add_argument("--build-only", action="store_true",
                     help="build the models (ordering, factor size and flops, warnings, peak RSS) without fitting")
+    ap.add_argument("--one-eval", action="store_true",
+                    help="build, then time one criterion evaluation at the fit's start and project the fit "
+                         "time (for shapes whose fit would take hours)")
+    ap.add_argument("--memory-limit", default=None,
+                    help="sm.lmer's memory_limit (e.g. 21GB; default: 80%% of the available memory)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--export", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         s = json.loads(args.worker)
-        print(json.dumps(worker(s["case"], s["seed"], s["cache"], s.get("build_only", False))))
+        print(json.dumps(worker(s["case"], s["seed"], s["cache"], s.get("build_only", False),
+                                s.get("one_eval", False), s.get("memory_limit"))))
         return
     if args.export:
         s = json.loads(args.export)
@@ -238,14 +260,14 @@ def main() -> None:
         print("Rscript not found: lme4 is not measured (make rdeps installs it)", file=sys.stderr)
     for name, spec in specs.items():
         print(f"{name}: sparsemixed ...", file=sys.stderr, flush=True)
-        r = run_case(name, args.seed, cache, args.timeout, args.build_only)
+        r = run_case(name, args.seed, cache, args.timeout, args.build_only, args.one_eval, args.memory_limit)
         results[name] = {"sparsemixed": r}
         rows.append(row_ours(name, r))
         if "error" in r:
             print(f"  {r['error']}", file=sys.stderr)
         if r.get("warnings"):
             notes.append(f"**{name}** (sparsemixed's warnings while building): " + "; ".join(r["warnings"]))
-        if spec["lme4"] and with_r and not args.build_only:
+        if spec["lme4"] and with_r and not (args.build_only or args.one_eval):
             print(f"{name}: lme4 ...", file=sys.stderr, flush=True)
             l = run_lme4(name, args.seed, cache, args.timeout)
             results[name]["lme4"] = l
@@ -291,7 +313,7 @@ def main() -> None:
         "the duplicate columns describe the full graph."
         + (" Pairing a subset's own degrees afresh would give about " + "; ".join(subs)
            + " duplicates to rewire (configuration-model expectation)." if subs else ""))
-    suffix = args.suffix or ("scale-build" if args.build_only else "scale")
+    suffix = args.suffix or ("scale-build" if args.build_only else "scale-one-eval" if args.one_eval else "scale")
     print(table)
     for s in notes:
         print("\n" + s)
@@ -302,7 +324,8 @@ def main() -> None:
         f"Command: `python benchmarks/scale.py --cases {','.join(cases)}"
         + (f" --lme4 {args.lme4}" if args.lme4 is not None else "")
         + (" --no-r" if args.no_r else "") + (" --no-cache" if args.no_cache else "")
-        + (" --build-only" if args.build_only else "") + (f" --suffix {args.suffix}" if args.suffix else "")
+        + (" --build-only" if args.build_only else "") + (" --one-eval" if args.one_eval else "")
+        + (f" --memory-limit {args.memory_limit}" if args.memory_limit else "") + (f" --suffix {args.suffix}" if args.suffix else "")
         + (f" --timeout {args.timeout:.0f}" if args.timeout else "") + "`\n\n"
         f"## Machine\n\n{info}\n\n## Results\n\n{table}\n\n"
         + "".join(s + "\n\n" for s in notes)
@@ -316,7 +339,8 @@ def main() -> None:
         "block); lme4: nnz of its CHOLMOD factor.\n"
         "- ms / evaluation: median of up to 20 calls of `model.objective(theta)` at the optimum "
         f"(at least 3, stopping after {EVAL_BUDGET_S:.0f} s); with gradient: "
-        "`model.objective_and_gradient(theta)`; lme4: its devfun.\n"
+        "`model.objective_and_gradient(theta)` (not timed when an evaluation takes over "
+        f"{GRADIENT_TIMING_MAX_MS // 1000} s); lme4: its devfun.\n"
         "- evaluations: `optsummary.feval` (L-BFGS-B: criterion + gradient evaluations).\n"
         "- fit: `model.fit()`; total = build + fit; lme4: elapsed `lmer()` - build.\n"
         "- process CPU s: user + system time of the case's process (`/usr/bin/time -v`); on a "

@@ -168,7 +168,8 @@ class Augmented:
         budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
         orderings = ORDERINGS if ordering in ("auto", "blocked") else (ordering,)
         A = self.matrix(theta0, relcov)
-        facs, table = cholmod_candidates(A, orderings, limit_entries=budget // BYTES_PER_ENTRY)
+        facs, table, need = cholmod_candidates(A, orderings, limit_entries=budget // BYTES_PER_ENTRY)
+        facs = {o: f for o, f in facs.items() if need[o] <= budget}
         if not facs:
             raise MemoryLimitError(
                 f"the sparse-X factor of Maug (q = {self.q:,} random effects + p = {self.p:,} fixed "

@@ -7,14 +7,16 @@
   levels first, lme4's term order), ``amd`` or ``metis``: the one whose factor L needs
   the fewest flops, sum_j nnz(L_j)^2, counted from the symbolic analysis (exact column
   counts, linalg/symbolic.py) before any numeric factorization.
-* Memory guard: the blocked factor's dense blocks and each ordering's nnz(L) are sized
-  first; nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it
-  would need and what to do).
+* Memory guard: the blocked factor's dense blocks and each ordering's supernodal factor
+  (nnz(L) and the zeros of its dense supernodes, supernodal_bytes) are sized first;
+  nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it would
+  need and what to do).
 * Time: the chosen factor's flops per factorization (q2^3/3 for the blocked factor,
   sum_j nnz(L_j)^2 for CHOLMOD) give an estimate of one evaluation's time at
   ASSUMED_FLOPS_PER_S; past COST_WARN_SECONDS a CostWarning says so, with the options,
   before the first numeric factorization (the full MovieLens-32M shape: METIS, 893,890,748
-  entries, 2.3e13 flops, ~19 minutes per evaluation).
+  entries, 2.3e13 flops, ~19 minutes per evaluation at the assumed rate; measured: 8 min
+  with CHOLMOD's BLAS on one thread, on a 2-core Intel Xeon VM).
 
 The factor is returned analysed, not factored: the first evaluation of the criterion
 factors it, at the theta the optimizer starts from (a factorization at lme4's theta = 1
@@ -73,22 +75,34 @@ def _memory_error(what: str, need: float, budget: float, q: int, q2: int) -> Mem
         "fit on a machine with more memory")
 
 
+def supernodal_bytes(nnz: int, padding: int) -> float:
+    """Memory of CHOLMOD's supernodal factor: nnz(L) values plus the zeros stored above the
+    diagonal of its dense supernodes (symbolic.factor_counts), 10% more for the amalgamation of
+    small supernodes and 4 bytes per entry for row indices and workspace.  (The full
+    MovieLens shape, METIS: 0.89e9 entries + padding; the process peaked at 20.2 GB where
+    16 bytes per entry of nnz(L) alone had said 14 GB.)"""
+    return 8.0 * 1.1 * (nnz + padding) + 4.0 * nnz
+
+
 def cholmod_candidates(M, orderings=ORDERINGS, limit_entries: int = 2**62):
     """Symbolic analysis with each ordering and the exact size of its factor, counted
     without computing it (symbolic.factor_counts), stopping past ``limit_entries``.
-    table: ordering -> (None, nnz(L) or -1 if over the limit, flops)."""
-    table, facs = {}, {}
+    table: ordering -> (None, nnz(L) or -1 if over the limit, flops); need: ordering ->
+    the supernodal factor's bytes (supernodal_bytes), for those within the limit."""
+    table, facs, need = {}, {}, {}
     for o in orderings:
         try:
             f = SparseCholesky(M, o)
         except Exception:  # e.g. METIS not compiled into this CHOLMOD
             continue
-        counts, nnz = factor_counts(M, f.perm(), limit_entries)
+        counts, nnz, pad = factor_counts(M, f.perm(), limit_entries, return_padding=True)
         cc = counts.astype(np.float64)
         table[o] = (None, nnz, float((cc ** 2).sum()) if nnz >= 0 else np.inf)
         if nnz >= 0:
+            f.flops = table[o][2]
             facs[o] = f
-    return facs, table
+            need[o] = supernodal_bytes(nnz, pad)
+    return facs, table, need
 
 
 def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None):
@@ -119,14 +133,20 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None
             flops = float(q2) ** 3 / 3
             _warn_cost(flops, f"a dense Cholesky of the {q2:,} x {q2:,} Schur block")
             return blocked, {"blocked": (None, q1 * k1 + q2 * (q2 + 1) // 2, flops)}
-    facs, table = cholmod_candidates(M, ORDERINGS if ordering in ("auto", "blocked") else (ordering,),
-                                     limit_entries=budget // BYTES_PER_ENTRY)
+    facs, table, need = cholmod_candidates(M, ORDERINGS if ordering in ("auto", "blocked") else (ordering,),
+                                           limit_entries=budget // BYTES_PER_ENTRY)
     if not facs:
         if table:
             raise _memory_error("a sparse factor L with more than "
                                 f"{budget // BYTES_PER_ENTRY:,} entries (every ordering: "
                                 f"{', '.join(table)})", budget + 1, budget, q, q2)
         raise SparseMixedError(f"CHOLMOD could not analyse M with ordering {ordering!r}")
+    fits = {o: f for o, f in facs.items() if need[o] <= budget}
+    if not fits:
+        o = min(need, key=need.get)
+        raise _memory_error(f"a supernodal factor with {table[o][1]:,} entries and its dense "
+                            f"supernodes (ordering {o!r}, the smallest)", need[o], budget, q, q2)
+    facs = fits
     best = min(facs, key=lambda o: (table[o][2], ORDERINGS.index(o)))
     _warn_cost(table[best][2], f"a sparse Cholesky factor with {table[best][1]:,} entries "
                f"(CHOLMOD, ordering {best!r})")

@@ -63,9 +63,35 @@ def _colcounts(colptr, rowind, parent, n, limit):
     return count, total
 
 
-def factor_counts(M_lower: sp.csc_matrix, perm=None, limit: int = 2**62):
+@njit(cache=True)
+def _supernodal_padding(parent, count, n):
+    """Entries a supernodal factor stores beyond nnz(L).  Column j continues the supernode
+    of its parent p when its structure is p's plus itself (count[j] == count[p] + 1); a
+    parent continues one such child (the longest chain), so supernodes are chains of
+    consecutive columns in a postorder.  A supernode of c columns is a dense r x c block
+    holding c (c - 1) / 2 zeros above its diagonal.  (CHOLMOD amalgamates further, merging
+    small supernodes at the cost of some zeros: supernodal_bytes allows 10% for that.)"""
+    length = np.ones(n, np.int64)          # columns of the supernode that ends at j
+    chosen = np.full(n, -1, np.int64)      # the child whose supernode j continues
+    for j in range(n):                     # parent[j] > j: children come first
+        if chosen[j] != -1:
+            length[j] = length[chosen[j]] + 1
+        p = parent[j]
+        if p != -1 and count[j] == count[p] + 1 and (chosen[p] == -1 or length[j] > length[chosen[p]]):
+            chosen[p] = j
+    pad = 0
+    for j in range(n):
+        p = parent[j]
+        if p == -1 or chosen[p] != j:       # the top column of a supernode
+            pad += length[j] * (length[j] - 1) // 2
+    return pad
+
+
+def factor_counts(M_lower: sp.csc_matrix, perm=None, limit: int = 2**62, return_padding: bool = False):
     """(column counts, nnz(L)) of the Cholesky factor of P M P' (P = perm, None = identity);
-    nnz is -1 when it exceeds ``limit`` (the counts are then partial)."""
+    nnz is -1 when it exceeds ``limit`` (the counts are then partial).  ``return_padding``:
+    also the zeros a supernodal factor stores in its fundamental supernodes (-1 past the
+    limit)."""
     A = sp.csc_matrix(M_lower)
     if perm is not None:
         perm = np.asarray(perm, dtype=np.int64)
@@ -76,6 +102,8 @@ def factor_counts(M_lower: sp.csc_matrix, perm=None, limit: int = 2**62):
     indptr, indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
     parent = _etree(indptr, indices, n)
     counts, total = _colcounts(indptr, indices, parent, n, int(limit))
+    if return_padding:
+        return counts, int(total), (int(_supernodal_padding(parent, counts, n)) if total >= 0 else -1)
     return counts, int(total)
 
 

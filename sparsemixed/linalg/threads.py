@@ -9,6 +9,7 @@ Measured on the 2-core VM with the other core busy (another process at 100%):
   sleepstudy's blocked factor (18 levels) took 24 ms on two threads, 0.008 ms on one.
 
 So every evaluation of the criterion and its gradient runs under :func:`one_blas_thread`
+(except a CHOLMOD factorization of more than cholesky.THREADED_FLOPS, :func:`all_blas_threads`)
 (the package parallelises the large dense work itself, on Python threads with
 single-threaded BLAS: linalg.dense), and a parallel kernel is called only when its work,
 counted in inner-loop steps, passes PARALLEL_MIN_WORK; otherwise its serial twin
@@ -32,6 +33,14 @@ def one_blas_thread():
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def all_blas_threads():
+    """Context lifting the BLAS limit to numba's thread count (NUMBA_NUM_THREADS=1 keeps
+    one): for a CHOLMOD factorization large enough that its supernodes' dense BLAS calls
+    dominate (cholesky.THREADED_FLOPS); the enclosing one_blas_thread is restored after."""
+    one_blas_thread()                   # creates the controller
+    return _CONTROLLER.limit(limits=numba.get_num_threads(), user_api="blas")
 
 
 def serial_twin(kernel):
