@@ -30,7 +30,7 @@ from .optimize import DEFAULT_METHOD, MAX_SADDLE_RESTARTS, SADDLE_STEPS, OptSumm
 from .progress import progress
 from .linalg.threads import one_blas_thread
 from .relcov import RelCov
-from .start import MOMENT_STEP, lme4_start, moment_start
+from .start import lme4_start, moment_start, moment_step
 
 RANK_TOL = 1e-7
 
@@ -419,8 +419,8 @@ class LinearMixedModel:
             x0 = self.theta0
             if start == "moments":
                 x0, estimated = self.moment_start()
-                # near the optimum: a first trust region of 10% there (nlopt's default elsewhere)
-                step = np.where(estimated, np.maximum(MOMENT_STEP * np.abs(x0), 0.02), np.nan)
+                # near the optimum: a first trust region as small as the start's error (nlopt's default elsewhere)
+                step = moment_step(self.terms, x0, estimated)
         else:
             x0 = self.theta0 if start is None else self._theta(start)
         summary = OptSummary(initial=np.array(x0, float), lower=self.lower, method=optimizer,

@@ -17,7 +17,9 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
+
+from .linalg.threads import kernel_threads, serial_twin
 
 
 def lambda_pattern(terms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,9 +139,17 @@ class RelCov:
     def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
         return sp.csc_matrix((theta[self.Lind], (self.Lrows, self.Lcols)), shape=(self.q, self.q))
 
+    @cached_property
+    def _one_to_one(self) -> bool:
+        """Each stored entry of M gets exactly one contribution, in order (diagonal Lambda)."""
+        return self.target.size == self.nnz_M and bool(np.array_equal(self.target, np.arange(self.nnz_M)))
+
     def M_values(self, theta: np.ndarray) -> np.ndarray:
-        return _m_values(self.A_data, self.src, self.t1, self.t2, self.target, self.diag_pos,
-                         np.asarray(theta, dtype=np.float64), self.nnz_M)
+        theta = np.asarray(theta, dtype=np.float64)
+        if self._one_to_one:
+            kernel = _m_values_direct if kernel_threads(self.nnz_M) > 1 else _m_values_direct_serial
+            return kernel(self.A_data, self.src, self.t1, self.t2, self.diag_pos, theta)
+        return _m_values(self.A_data, self.src, self.t1, self.t2, self.target, self.diag_pos, theta, self.nnz_M)
 
     def M(self, theta: np.ndarray) -> sp.csc_matrix:
         """Lower triangle of M(theta) in CSC (the pattern is fixed; only values change)."""
@@ -186,6 +196,20 @@ def _m_values(A_data, src, t1, t2, target, diag_pos, theta, nnz):
     for d in diag_pos:
         out[d] += 1.0
     return out
+
+
+@njit(cache=True, parallel=True)
+def _m_values_direct(A_data, src, t1, t2, diag_pos, theta):
+    """_m_values when entry e of M gets contribution e alone (disjoint writes: parallel)."""
+    out = np.empty(src.shape[0])
+    for e in prange(src.shape[0]):
+        out[e] = A_data[src[e]] * theta[t1[e]] * theta[t2[e]]
+    for d in diag_pos:
+        out[d] += 1.0
+    return out
+
+
+_m_values_direct_serial = serial_twin(_m_values_direct)
 
 
 def _values(A) -> np.ndarray:

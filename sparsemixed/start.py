@@ -13,6 +13,14 @@ so the residual variance is taken as sigma^2 = r'Wr / n - sum_g sigma_g^2 and
 theta_g = sigma_g / sigma.  This costs O(q) and no factorization; on crossed designs
 where each level of one factor meets many levels of the other (MovieLens-shaped data)
 it lands within 1% of the optimum.  Terms other than scalar intercepts keep lme4's start.
+
+The first trust region of BOBYQA from there (:func:`moment_step`) shrinks with the
+number of levels J as the moment estimate's error does (like a standard error,
+~1/sqrt(J)): theta * clip(0.45 / sqrt(J), 0.01, 0.1).  Measured (bobyqa evaluations,
+ML and REML): ten 1M-row fits with 20,000 x 2,000 levels 18.3 -> 12.8 on average against
+a fixed 10%, mc1000_uc1000 22/17 -> 12/12; 20 fits from 30 rows to 4.8M, 443 -> 409 in
+all, the small designs within a few evaluations of before (InstEval 28/28 -> 30/32,
+Penicillin 38/37 -> 39/44).
 """
 from __future__ import annotations
 
@@ -20,11 +28,21 @@ import numpy as np
 
 MIN_THETA = 0.1          # a start is never on (or next to) the boundary theta = 0
 MAX_THETA = 10.0
-MOMENT_STEP = 0.1        # BOBYQA's first trust region from a moment start, relative to theta
+MOMENT_STEP = 0.45       # BOBYQA's first trust region from a moment start: theta * 0.45 / sqrt(levels),
+STEP_RANGE = (0.01, 0.1)  # relative, clipped to this range, and at least MIN_STEP (see moment_step)
+MIN_STEP = 0.005
 
 
 def lme4_start(terms) -> np.ndarray:
     return np.concatenate([t.cov.initial() for t in terms])
+
+
+def moment_step(terms, theta: np.ndarray, estimated: np.ndarray) -> np.ndarray:
+    """BOBYQA's first step per theta entry from a moment start: NaN (nlopt's default) where
+    the entry is not a moment estimate, else theta * clip(MOMENT_STEP / sqrt(levels))."""
+    levels = np.concatenate([np.full(t.ntheta, float(t.nlevels)) for t in terms])
+    rel = np.clip(MOMENT_STEP / np.sqrt(levels), *STEP_RANGE)
+    return np.where(estimated, np.maximum(rel * np.abs(theta), MIN_STEP), np.nan)
 
 
 def moment_start(terms, crossprod) -> tuple[np.ndarray, np.ndarray]:

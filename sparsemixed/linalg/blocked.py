@@ -105,6 +105,26 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
     return logdet
 
 
+@njit(cache=True, parallel=True)
+def _factor_scalar(Mdata, pos11, pos21, lev_ptr, L11, W):
+    """_factor_blocks for a scalar first term without S (formed apart): L11_j = sqrt(M11_jj),
+    w_j = M21_j / L11_j, level by level in parallel (disjoint writes); the log-determinant
+    is summed afterwards in level order, so it does not depend on the threads."""
+    nlev = lev_ptr.shape[0] - 1
+    ld = np.empty(nlev)
+    for j in prange(nlev):
+        s = Mdata[pos11[j, 0]]
+        if not s > 0.0:                  # also NaN
+            ld[j] = np.nan
+            continue
+        d = np.sqrt(s)
+        L11[j, 0, 0] = d
+        ld[j] = 2.0 * np.log(d)
+        for i in range(lev_ptr[j], lev_ptr[j + 1]):
+            W[i] = Mdata[pos21[i]] / d
+    return ld.sum()
+
+
 @njit(cache=True)
 def _rows_within(lev_rows, a, e, lo, hi):
     """Positions s0 .. s1 - 1 of a level's rows lev_rows[a:e] (ascending) that lie in the
@@ -203,24 +223,39 @@ def _solve_L11(L11, B, k1, transpose):
     return out
 
 
-@njit(cache=True)
-def _L21_product(W, lev_ptr, lev_rows, k1, B, nout, transpose):
-    """L21 @ B (q2 x ncol) or, with ``transpose``, L21' @ B (q1 x ncol)."""
+@njit(cache=True, parallel=True)
+def _L21_product(W, lev_ptr, lev_rows, k1, B, nout, transpose, nthreads):
+    """L21 @ B (q2 x ncol) or, with ``transpose``, L21' @ B (q1 x ncol).  The levels are
+    split into ``nthreads`` runs of about equal entries; L21' @ B writes disjoint rows per
+    level, L21 @ B sums each run into its own buffer, added in run order afterwards (the
+    result does not depend on scheduling; the caller bounds nthreads x nout x ncol)."""
     ncol = B.shape[1]
-    out = np.zeros((nout, ncol))
     nlev = lev_ptr.shape[0] - 1
-    for j in range(nlev):
-        for i in range(lev_ptr[j], lev_ptr[j + 1]):
-            r = lev_rows[i]
-            for c in range(k1):
-                w = W[i * k1 + c]
-                a = j * k1 + c
-                for col in range(ncol):
-                    if transpose:
-                        out[a, col] += w * B[r, col]
-                    else:
-                        out[r, col] += w * B[a, col]
+    cuts = np.searchsorted(lev_ptr, np.linspace(0, lev_ptr[nlev], nthreads + 1)[1:-1])
+    bounds = np.concatenate((np.zeros(1, np.int64), cuts.astype(np.int64), np.full(1, nlev, np.int64)))
+    part = np.zeros((1 if transpose else nthreads, nout, ncol))
+    for t in prange(nthreads):
+        o = np.int64(t) * (part.shape[0] > 1)          # run t's buffer (the one buffer for L21')
+        for j in range(bounds[t], bounds[t + 1]):
+            for i in range(lev_ptr[j], lev_ptr[j + 1]):
+                r = lev_rows[i]
+                for c in range(k1):
+                    w = W[i * k1 + c]
+                    a = j * k1 + c
+                    for col in range(ncol):
+                        if transpose:
+                            part[o, a, col] += w * B[r, col]
+                        else:
+                            part[o, r, col] += w * B[a, col]
+    out = part[0].copy()
+    for t in range(1, part.shape[0]):
+        out += part[t]
     return out
+
+
+_factor_scalar_serial = serial_twin(_factor_scalar)
+_L21_product_serial = serial_twin(_L21_product)
+L21_BUFFER_BYTES = 64 * 2**20    # L21 @ B in parallel only while the per-thread buffers stay below this
 
 
 @njit(cache=True)
@@ -269,7 +304,8 @@ class BlockedCholesky:
     def __init__(self, indptr, indices, q1: int, k1: int):
         q = indptr.size - 1
         self.q, self.q1, self.k1, self.q2 = q, q1, k1, q - q1
-        if not (k1 == 1 and self._scalar_structure(indptr, indices)):
+        self.scalar = k1 == 1 and self._scalar_structure(indptr, indices)
+        if not self.scalar:
             self._general_structure(indptr, indices)
         nlev = q1 // k1
         self.L11 = np.zeros((nlev, k1, k1))
@@ -330,9 +366,14 @@ class BlockedCholesky:
     def factorize_values(self, Mdata: np.ndarray) -> None:
         method = self.schur_method
         tiled = method in ("tiled", "dense")
-        ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
-                              self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
-                              self.q2, self.L11, self.W, tiled)
+        if tiled and self.scalar:
+            nt = kernel_threads(self.W.size)
+            ld11 = (_factor_scalar if nt > 1 else _factor_scalar_serial)(
+                Mdata, self.pos11, self.pos21, self.lev_ptr, self.L11, self.W)
+        else:
+            ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
+                                  self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
+                                  self.q2, self.L11, self.W, tiled)
         if method == "dense" and np.isfinite(ld11):
             nlev = self.lev_ptr.size - 1
             lev_of = np.repeat(np.arange(nlev), np.diff(self.lev_ptr))
@@ -382,7 +423,7 @@ class BlockedCholesky:
         out = np.empty_like(B2)
         out[: self.q1] = x1
         if self.q2:
-            rhs = B2[self.q1:] - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, x1, self.q2, False)
+            rhs = B2[self.q1:] - self._L21_product(x1, self.q2, False)
             with one_blas_thread():
                 out[self.q1:] = sla.solve_triangular(self.R22, rhs, trans="T", lower=False, check_finite=False)
         return out.reshape(-1) if vec else out
@@ -397,12 +438,19 @@ class BlockedCholesky:
             with one_blas_thread():
                 y2 = sla.solve_triangular(self.R22, B2[self.q1:], lower=False, check_finite=False)
             out[self.q1:] = y2
-            rhs1 = rhs1 - _L21_product(self.W, self.lev_ptr, self.lev_rows, self.k1, np.ascontiguousarray(y2), self.q1, True)
+            rhs1 = rhs1 - self._L21_product(np.ascontiguousarray(y2), self.q1, True)
         out[: self.q1] = _solve_L11(self.L11, np.ascontiguousarray(rhs1), self.k1, True)
         return out.reshape(-1) if vec else out
 
     def perm(self) -> np.ndarray:
         return np.arange(self.q)
+
+    def _L21_product(self, B: np.ndarray, nout: int, transpose: bool) -> np.ndarray:
+        nt = kernel_threads(self.W.size * B.shape[1])
+        if not transpose and nt * nout * B.shape[1] * 8 > L21_BUFFER_BYTES:
+            nt = 1
+        kernel = _L21_product if nt > 1 else _L21_product_serial
+        return kernel(self.W, self.lev_ptr, self.lev_rows, self.k1, B, nout, transpose, nt)
 
     def _schur_inverse(self) -> np.ndarray:
         """U = S^-1 (upper triangle, column-major) from the factor of S, by dpotri."""
