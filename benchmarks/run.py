@@ -1,10 +1,10 @@
 """Benchmark sparsemixed against R's lme4 on InstEval, and its scaling in the number of rows.
 
-    python benchmarks/run.py [--quick] [--no-r]
+    python benchmarks/run.py [--quick] [--no-r] [--suffix NAME]
 
 Every case runs in a fresh subprocess, under /usr/bin/time -v when it exists, so that the
 peak RSS is that case's.  The table is printed and written to
-benchmarks/results/<YYYY-MM-DD>-<hostname>.md with the machine's description.
+benchmarks/results/<YYYY-MM-DD>-<hostname or --suffix>.md with the machine's description.
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the 16x scaling case")
     ap.add_argument("--no-r", action="store_true", help="do not run R's lme4")
+    ap.add_argument("--suffix", help="results file benchmarks/results/<date>-<suffix>.md (default: the hostname)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -154,7 +155,7 @@ def main() -> None:
         "- xk: k stacked copies of InstEval, every copy but the first with y + N(0, 1).\n"
         "- wall-clock times; the 1-min load average as each case started: "
         + ", ".join(f"{c} {l:.2f}" for c, l in loads) + ".\n")
-    path = result_path()
+    path = result_path(args.suffix)
     path.write_text(
         f"# Benchmarks {path.stem}\n\n## Machine\n\n{info}\n\n"
         f"## InstEval `{FORMULA}`, REML\n\n{table}\n\n"

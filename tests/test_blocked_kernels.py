@@ -49,7 +49,8 @@ def test_dense_schur_product_equals_scatter():
     np.testing.assert_allclose(dense[1], serial[1], rtol=1e-9)
 
 
-@pytest.mark.parametrize("n,panel,nthreads", [(1, 4, 2), (37, 8, 2), (300, 64, 2), (301, 384, 3), (500, 50, 1)])
+@pytest.mark.parametrize("n,panel,nthreads", [(1, 4, 2), (37, 8, 2), (300, 64, 2), (301, 384, 3), (500, 50, 1),
+                                                 (1000, None, 2), (1601, None, 2)])   # default panels
 def test_tile_cholesky_equals_lapack(n, panel, nthreads):
     """linalg.dense: the tile Cholesky on Python threads gives LAPACK's factor, reads only
     the lower triangle, and is the same bit for bit on a second run."""
@@ -119,3 +120,36 @@ def test_serial_twins_have_their_own_cache_entries():
     assert twin.py_func.__qualname__ != blocked._schur_scalar_tiled.py_func.__qualname__
     assert not twin.targetoptions.get("parallel")
     assert blocked._schur_scalar_tiled.targetoptions.get("parallel")
+
+
+def test_parallel_kernels_equal_serial_and_sparse_products(monkeypatch):
+    """With every kernel forced onto its parallel version (PARALLEL_MIN_WORK = 0): the
+    criterion and gradient equal the serial kernels'; L21 @ B and L21' @ B equal scipy's
+    sparse products with L21 assembled from (W, lev_rows, lev_ptr); M's values from the
+    one-contribution-per-entry kernel equal the general scatter kernel's."""
+    import scipy.sparse as sp
+    from sparsemixed.linalg import threads
+    from sparsemixed.relcov import _m_values
+
+    m = sm.lmer("y ~ x + (1|u) + (1|i)", _crossed(5), ordering="blocked")
+    f = m.factor
+    f.schur_method = "tiled"
+    theta = np.array([0.8, 1.3])
+    serial = (m.objective(theta), m.gradient(theta))
+    monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
+    parallel = (m.objective(theta), m.gradient(theta))
+    assert parallel[0] == pytest.approx(serial[0], rel=1e-13)
+    np.testing.assert_allclose(parallel[1], serial[1], rtol=1e-10)
+
+    nlev = f.lev_ptr.size - 1
+    L21 = sp.csr_matrix((f.W, (f.lev_rows, np.repeat(np.arange(nlev), np.diff(f.lev_ptr)))),
+                        shape=(f.q2, f.q1))
+    rng = np.random.default_rng(0)
+    B, C = rng.standard_normal((f.q1, 3)), rng.standard_normal((f.q2, 4))
+    np.testing.assert_allclose(f._L21_product(B, f.q2, False), L21 @ B, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f._L21_product(C, f.q1, True), L21.T @ C, rtol=1e-12, atol=1e-12)
+
+    rc = m.relcov
+    assert rc._one_to_one
+    general = _m_values(rc.A_data, rc.src, rc.t1, rc.t2, rc.target, rc.diag_pos, theta, rc.nnz_M)
+    np.testing.assert_array_equal(rc.M_values(theta), general)

@@ -730,3 +730,33 @@ def test_lbfgsb_leaves_a_boundary_stop_with_a_tied_value():
     assert res.theta[0] > 0.3
     assert res.objective == pytest.approx(ref.objective, abs=1e-6)
     assert res.objective < m.objective([0.0, res.theta[1]]) - 1.0
+
+
+def test_moment_step_shrinks_with_the_levels_and_still_reaches_the_optimum():
+    """BOBYQA's first trust region from a moment start is theta x clip(0.45 / sqrt(J), 1%,
+    10%): small for a term with thousands of levels, 10% for a handful.  The fit from
+    there reaches the optimum that L-BFGS-B finds from lme4's start (an unbalanced crossed
+    design, where a wrong start or step would show)."""
+    from sparsemixed.start import moment_step
+
+    rng = np.random.default_rng(11)
+    nu, ni, n = 3000, 40, 30_000
+    u = rng.integers(0, nu, n)
+    i = (rng.zipf(1.5, n) - 1) % ni
+    y = 0.6 * rng.normal(size=nu)[u] + 1.2 * rng.normal(size=ni)[i] + rng.normal(size=n)
+    d = pd.DataFrame({"u": u, "i": i, "y": y})
+    m = sm.lmer("y ~ 1 + (1|u) + (1|i)", d, REML=False)
+    theta, estimated = m.moment_start()
+    step = moment_step(m.terms, theta, estimated)
+    rel = step / theta
+    assert rel[0] == pytest.approx(0.01)                    # 3,000 levels: the 1% floor
+    assert rel[1] == pytest.approx(0.45 / np.sqrt(40))      # 40 levels: 7.1%
+    res = m.fit()
+    assert res.optsummary.method == "bobyqa"
+    ref = m.fit(optimizer="lbfgsb", start="lme4")
+    assert res.objective == pytest.approx(ref.objective, abs=1e-6)
+    np.testing.assert_allclose(res.theta, ref.theta, rtol=1e-3)
+    # entries that are not moment estimates keep nlopt's default step (NaN)
+    sleep = sm.lmer("Reaction ~ Days + (Days | Subject)", sm.datasets.load("sleepstudy"))
+    t0, est0 = sleep.moment_start()
+    assert np.isnan(moment_step(sleep.terms, t0, est0)).all()

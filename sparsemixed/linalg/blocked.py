@@ -32,9 +32,9 @@ LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over al
                           # ~4 criterion evaluations: the default optimizer is then BOBYQA
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size
 MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOLMOD
-PARALLEL_Q2 = 1500        # from this size on, S is factored by tiles on Python threads (linalg.dense;
-                          # 1M rows, n = 2,000: 75 -> 44 ms; InstEval, n = 1,156: alone 17 -> 14 ms,
-                          # but 20 -> 22 ms per factorization next to the Schur kernel's OpenMP threads)
+PARALLEL_Q2 = 800         # from this size on, S is factored by tiles on Python threads (linalg.dense;
+                          # 1M rows, n = 2,000: 75 -> 44 ms; n = 900: 7.0 -> 5.4 ms, n = 700 about even;
+                          # InstEval, n = 1,156: one evaluation 16.6 -> 13.7 ms)
 
 
 @njit(cache=True)
