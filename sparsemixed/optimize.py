@@ -41,6 +41,7 @@ class OptSummary:
     returnvalue: str = ""
     converged: bool = False
     saddle_restarts: int = 0                 # restarts after stepping off a saddle point (model.fit)
+    gradient_restarts: int = 0               # restarts from a stop with a large scaled gradient (model.fit)
     trace: list = field(default_factory=list, repr=False)
     diagnostics: dict = field(default_factory=dict, repr=False)
 
@@ -60,26 +61,95 @@ MAX_BOUNDARY_RESTARTS = 10
 BOUNDARY_STEPS = (1e-3, 0.05)
 
 
-def _leave_boundary(fun, x, fx, lower):
+def _column_below(lower: np.ndarray, k: int) -> np.ndarray:
+    """The entries below the diagonal theta_k in its column of a covariance factor.  theta
+    is in lme4's order (each term's lower triangle column by column: the diagonal, then the
+    entries below it), and only diagonals are bounded, so they are the unbounded entries
+    that follow k up to the next bounded one."""
+    j = k + 1
+    while j < lower.size and not np.isfinite(lower[j]):
+        j += 1
+    return np.arange(k + 1, j)
+
+
+CURVATURE_PROBE = 1e-2
+MAX_PROBED_COLUMN = 6
+ON_BOUND = 1e-6         # a diagonal this close to 0 is checked as on it (L-BFGS-B stops at ~1e-8 when the
+                        # whole column is ~0: the gradient vanishes there, the curvature need not)
+ZERO_COLUMN = 1e-5      # entries below a zero diagonal this small count as 0 (L-BFGS-B leaves ~1e-7)
+
+
+def _zero_column_direction(fun, x, fx, cols):
+    """When the whole column ``cols`` of T is 0, G + v v' (v the column) changes the
+    criterion by v' C v to second order: C from 1 + m(m-1)/2 evaluations at probes of
+    CURVATURE_PROBE; its most negative eigenvector (oriented so that the diagonal entry is
+    >= 0), or None when C is positive semidefinite.  One coordinate at a time sees only
+    C's diagonal, and a negative curvature can hide off it."""
+    m, t = cols.size, CURVATURE_PROBE
+    C = np.zeros((m, m))
+    for a in range(m):
+        trial = x.copy()
+        trial[cols[a]] = t
+        C[a, a] = (fun(trial) - fx) / t**2
+    for a in range(m):
+        for b in range(a + 1, m):
+            trial = x.copy()
+            trial[cols[[a, b]]] = t
+            C[a, b] = C[b, a] = ((fun(trial) - fx) / t**2 - C[a, a] - C[b, b]) / 2
+    w, V = np.linalg.eigh(C)
+    if w[0] >= -1e-8 * max(1.0, abs(fx)):
+        return None
+    u = V[:, 0]
+    return u if u[0] >= 0 else -u
+
+
+def leave_boundary(fun, x, fx, lower):
     """Second-order check of an optimum with coordinates on their bound.
 
-    The criterion is even in each bounded theta_k, so its gradient there is 0 and a
-    gradient method can stop on the bound although the optimum is interior.  Try small
-    steps into the interior, coordinate by coordinate; return the first point that is
-    better (to restart from), or None when the boundary point is a local minimum.
+    A gradient method can stop on a bound theta_k = 0 although a better point is near:
+    (1) when the rest of k's column is 0 the criterion is even in theta_k, so its gradient
+    there is 0 and the optimum may be interior; the column's entries can have to grow
+    together (the curvature in v v' is a quadratic form, probed whole:
+    :func:`_zero_column_direction`); (2) otherwise the stop can be a corner of the
+    parametrisation, not of the model: G = T T' is unchanged when a column of T changes
+    sign, so with T_kk = 0 the point whose entries below theta_k are negated is the same
+    model, and there the derivative in theta_k has the opposite sign -- a descent
+    direction the bound hid (seen on factor-valued slopes ``(0 + f | g)``, where L-BFGS-B
+    stopped up to 22 units of deviance above lme4's optimum).  Try small steps into the
+    interior; return the first better point (to restart from), or None when none is better.
     """
-    on = np.flatnonzero(np.isfinite(lower) & (x <= lower + 1e-12))
+    tol = 1e-10 * max(1.0, abs(fx))
+    on = np.flatnonzero(np.isfinite(lower) & (x <= lower + ON_BOUND))
     for k in on:
-        for step in BOUNDARY_STEPS:
-            trial = x.copy()
-            trial[k] = lower[k] + step
-            if fun(trial) < fx - 1e-10 * max(1.0, abs(fx)):
-                return trial
+        below = _column_below(lower, k)
+        bases = [x]
+        if np.any(x[below] != 0.0):
+            reflected = x.copy()
+            reflected[below] = -x[below]
+            bases.append(reflected)
+        for base in bases:
+            for step in BOUNDARY_STEPS:
+                trial = base.copy()
+                trial[k] = lower[k] + step
+                if fun(trial) < fx - tol:
+                    return trial
+        if (below.size and lower[k] == 0.0 and below.size < MAX_PROBED_COLUMN
+                and np.all(np.abs(x[below]) <= ZERO_COLUMN)):
+            cols = np.concatenate([[k], below])
+            x0 = x.copy()
+            x0[below] = 0.0
+            u = _zero_column_direction(fun, x0, fun(x0), cols)
+            for step in (() if u is None else (CURVATURE_PROBE,) + BOUNDARY_STEPS[1:]):
+                trial = x0.copy()
+                trial[cols] = step * u
+                if fun(trial) < fx - tol:
+                    return trial
     return None
 
 
 SADDLE_STEPS = (1e-3, 1e-2, 0.05, 0.2, 0.5)
 MAX_SADDLE_RESTARTS = 2
+MAX_GRADIENT_RESTARTS = 2
 
 
 def escape_saddle(fun, x, fx, lower, direction):
@@ -193,7 +263,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
                 # from the best point again and again, never reaching the boundary check.)
                 start = best["x"].copy()
                 continue
-            start = _leave_boundary(counted, best["x"], best["f"], lower)
+            start = leave_boundary(counted, best["x"], best["f"], lower)
             if start is None:
                 break
         summary.returnvalue = str(res.message)

@@ -5,9 +5,10 @@
 by L-BFGS (nlopt's Luksan implementation; scipy's L-BFGS-B finishes from the best point
 when nlopt's line search gives up).  The criteria are even in each diagonal theta_k, so
 their gradient vanishes on theta_k = 0 and a gradient method can stop there although
-the optimum is interior: as in sparsemixed.optimize, steps of 1e-3 and 0.05 into the
-interior are tried at every coordinate on a zero bound, and the search restarts from the
-first that lowers f.
+the optimum is interior, or at a corner of the parametrisation: sparsemixed.optimize's
+boundary checks (steps into the interior, the reflected column, the curvature of a zero
+column) are tried at every coordinate on its bound, and the search restarts from the
+first point that lowers f.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import numpy as np
 from scipy.optimize import minimize as sp_minimize
 
 from ..errors import NumericalError
+from ..optimize import leave_boundary
 
 BIG = 1e300
-BOUNDARY_STEPS = (1e-3, 0.05)
 MAX_RESTARTS = 10
 FTOL_REL, XTOL_REL, MAXEVAL = 1e-12, 1e-10, 20_000
 STATS = {"nlopt_failures": 0}      # how often the scipy fallback ran (diagnostics)
@@ -87,17 +88,8 @@ def argmin(fg, x0, lower, upper):
         if not _lbfgs(wrapped, start, lower, upper):
             STATS["nlopt_failures"] += 1        # finish from the best point with scipy
             _scipy_lbfgsb(wrapped, best["x"], lower, upper)
-        start = None
-        xb, fb = best["x"], best["f"]
-        for k in np.flatnonzero((lower == 0) & (xb <= 1e-12)):
-            for step in BOUNDARY_STEPS:
-                trial = xb.copy()
-                trial[k] = step
-                if wrapped(trial)[0] < fb - 1e-10 * max(1.0, abs(fb)):
-                    start = trial
-                    break
-            if start is not None:
-                break
+        # on a zero bound: the same second-order checks as the fit's (sparsemixed.optimize)
+        start = leave_boundary(lambda v: wrapped(v)[0], best["x"], best["f"], lower)
         if start is None:
             break
     return best["x"], best["f"]

@@ -1,0 +1,90 @@
+"""sparsemixed.optimize: stops on the bound T_kk = 0 are checked, against lme4's best optimum.
+
+The criterion depends on theta only through G = T T', so a gradient method can stop at a
+corner of the parametrisation -- T_kk = 0 -- where the model is not at a minimum.  The two
+synthetic functions below are of that form, f(theta) = ||T T' - A||_F^2 with T 2 x 2 lower
+triangular (theta = [T00, T10, T11], lme4's order); the data sets are where L-BFGS-B used to
+stop 0.03-3 units of deviance above lme4 (tests/reference/make_optimizer_reference.R): at
+such corners, just inside one, or with a large scaled gradient (model.fit restarts then).
+"""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sparsemixed as sm
+from sparsemixed import optimize
+
+REF = Path(__file__).parent / "reference"
+LOWER = np.array([0.0, -np.inf, 0.0])
+
+
+def _frobenius(A):
+    A = np.asarray(A, dtype=float)
+
+    def f(theta):
+        T = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+        return float(np.sum((T @ T.T - A) ** 2))
+    return f
+
+
+def test_reflected_column_leaves_a_corner_of_the_parametrisation():
+    """T00 = 0 with T10 < 0: a KKT point of the box (the derivative in T00 is > 0), but
+    T10 -> -T10 is the same G, where the derivative in T00 is < 0."""
+    f = _frobenius([[1.0, 0.5], [0.5, 1.0]])
+    x = np.array([0.0, -0.8, 0.6])           # min over {T00 = 0}: T10^2 + T11^2 = 1
+    fx = f(x)
+    assert fx == pytest.approx(1.5)
+    # the stop is a KKT point: no step into the interior along T00 alone helps
+    assert all(f(x + [t, 0, 0]) > fx for t in (1e-3, 1e-2, 0.05, 0.2))
+    trial = optimize.leave_boundary(f, x, fx, LOWER)
+    assert trial is not None and f(trial) < fx - 1e-3
+    # and L-BFGS-B restarted from there reaches G = A (f = 0)
+    grad = lambda th: (f(th), _numgrad(f, th))
+    s = optimize.minimize(f, optimize.OptSummary(initial=trial, lower=LOWER, method="lbfgsb"), fun_grad=grad)
+    assert s.fmin < 1e-8
+
+
+def test_zero_column_negative_curvature_off_the_diagonal():
+    """T = 0 and A indefinite with a negative diagonal: every single coordinate raises f,
+    the column direction (1, 1) lowers it (second order, v'Cv with C = -2A)."""
+    f = _frobenius([[-0.1, 0.5], [0.5, -0.1]])
+    x = np.zeros(3)
+    fx = f(x)
+    for k in range(3):
+        for t in (1e-3, 0.05):
+            e = np.zeros(3)
+            e[k] = t
+            assert f(x + e) > fx
+    trial = optimize.leave_boundary(f, x, fx, LOWER)
+    assert trial is not None and f(trial) < fx
+    assert trial[0] > 0 and trial[1] > 0            # along (1, 1), the diagonal entry >= 0
+
+
+def _numgrad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for k in range(x.size):
+        e = np.zeros_like(x)
+        e[k] = h
+        g[k] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+CASES = json.loads((REF / "lme4_optimizer.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_default_fit_reaches_lme4s_best_optimum(name):
+    """The default fit (L-BFGS-B with the analytic gradient, the boundary checks and the
+    restart on a large scaled gradient) reaches
+    the best criterion of lme4's three optimizers, or lower."""
+    case = CASES[name]
+    d = pd.read_csv(REF / "optimizer_cases" / case["file"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sm.SingularFitWarning)
+        r = sm.lmer(case["formula"], d, REML=case["reml"]).fit()
+    assert r.optsummary.method == "lbfgsb"
+    assert r.objective <= case["objective"] + 1e-6 * abs(case["objective"])
