@@ -24,7 +24,7 @@ from .errors import DataError, IdentifiabilityWarning, RankDeficiencyWarning, Sp
 from .formula.bars import parse_formula
 from .gradient import gradient
 from .formula.design import build_model_frame
-from .linalg.select import select_factor
+from .linalg.select import leading_block, select_factor
 from .linalg.pls import pls_solve, random_effects
 from .optimize import (DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS, OptSummary,
                        escape_saddle, merge_restart, minimize)
@@ -285,8 +285,8 @@ class LinearMixedModel:
         self.theta0 = lme4_start(self.terms)
         self.lower = np.concatenate([t.cov.lower_bounds() for t in self.terms])
         M0 = self.relcov.M(self.theta0)
-        self.factor, self.ordering_table = select_factor(M0, self.terms[0].q, self.terms[0].k, ordering,
-                                                            memory_limit)
+        q1, k1, perm = leading_block(self.terms)
+        self.factor, self.ordering_table = select_factor(M0, q1, k1, ordering, memory_limit, perm)
         if self.sparse_X:           # Maug's pattern, scatter and one symbolic analysis
             from .linalg.augmented import Augmented
 

@@ -153,3 +153,55 @@ def test_parallel_kernels_equal_serial_and_sparse_products(monkeypatch):
     assert rc._one_to_one
     general = _m_values(rc.A_data, rc.src, rc.t1, rc.t2, rc.target, rc.diag_pos, theta, rc.nnz_M)
     np.testing.assert_array_equal(rc.M_values(theta), general)
+
+
+@pytest.mark.parametrize("formula,k1", [("y ~ x + (1 + x || g) + (1 + x | h)", 2),
+                                        ("y ~ x + (1 | g) + (0 + x | g) + (1 | h)", 2),
+                                        ("y ~ x + z + (1 + x | g) + (0 + z | g) + (1 | h)", 3)])
+def test_terms_on_the_first_factor_are_eliminated_together(formula, k1):
+    """select.leading_block: every term on the first grouping factor joins the leading block
+    (P gathers their effects level by level), and the permuted blocked factor gives P M P'
+    = L L' exactly as a dense Cholesky: log|M|, L^-1 P B, P' L^-T B, and M^-1 on M's pattern
+    against a dense inverse; the criterion equals the unamalgamated factor's."""
+    from sparsemixed.linalg import select
+    import sparsemixed.model as model_mod
+
+    rng = np.random.default_rng(11)
+    n, ng, nh = 600, 40, 9
+    g = rng.choice(ng, n, p=rng.dirichlet(np.ones(ng)))
+    h = rng.integers(0, nh, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    y = rng.normal(size=ng)[g] * (1 + x) + rng.normal(size=nh)[h] + 0.5 * z + rng.normal(size=n)
+    df = pd.DataFrame(dict(y=y, x=x, z=z, g=[f"g{v}" for v in g], h=[f"h{v}" for v in h]))
+    m = sm.lmer(formula, df)
+    f = m.factor
+    ng = df.g.nunique()
+    assert f.ordering == "blocked" and f.k1 == k1 and f.q1 == ng * k1 and f.q2 == m.q - ng * k1
+    perm = f.perm()
+    assert sorted(perm) == list(range(m.q)) and not np.array_equal(perm, np.arange(m.q))
+    theta = np.linspace(0.4, 1.3, m.theta0.size) * np.where(np.isfinite(m.lower), 1.0, -0.3)
+    m.pls(theta)                                  # factors M at theta
+    M = m.relcov.M(theta).toarray()
+    M = M + np.tril(M, -1).T
+    L = np.linalg.cholesky(M[np.ix_(perm, perm)])
+    assert f.logdet() == pytest.approx(2 * np.log(np.diag(L)).sum(), rel=1e-12)
+    B = rng.normal(size=(m.q, 3))
+    np.testing.assert_allclose(f.solve_L(B), np.linalg.solve(L, B[perm]), rtol=1e-9, atol=1e-11)
+    back = np.empty_like(B)
+    back[perm] = np.linalg.solve(L.T, B)
+    np.testing.assert_allclose(f.solve_Lt(B), back, rtol=1e-9, atol=1e-11)
+    Minv = np.linalg.inv(M)
+    rc = m.relcov
+    cols = np.repeat(np.arange(m.q), np.diff(rc.M_indptr))
+    np.testing.assert_allclose(f.selected_inverse(rc.M_indptr, rc.M_indices), Minv[rc.M_indices, cols],
+                               rtol=1e-9, atol=1e-12)
+    one = model_mod.leading_block
+    try:
+        model_mod.leading_block = lambda terms: (terms[0].q, terms[0].k, None)
+        m0 = sm.lmer(formula, df)
+    finally:
+        model_mod.leading_block = one
+    assert m0.factor.q2 > f.q2
+    assert m.objective(theta) == pytest.approx(m0.objective(theta), rel=1e-12)
+    np.testing.assert_allclose(m.gradient(theta), m0.gradient(theta), rtol=1e-8, atol=1e-9)
+    assert select.leading_block(m.terms)[2] is not None

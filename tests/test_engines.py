@@ -1,7 +1,7 @@
 """The factorization methods agree, and the analytic gradient matches finite differences.
 
 Every reference model is built with each method (CHOLMOD with natural/AMD/METIS
-orderings, and the blocked Schur-complement factor); the criterion, the fixed effects
+orderings, supernodal and simplicial, and the blocked Schur-complement factor); the criterion, the fixed effects
 and the conditional modes at lme4's theta must agree, and each method's analytic
 gradient must match central finite differences of its own criterion.
 """
@@ -15,6 +15,16 @@ from test_lme4_reference import NAMES
 
 METHODS = ["natural", "amd", "metis", "blocked"]
 SMALL = [n for n in NAMES if n != "insteval_crossed"]
+MODES = {"supernodal": 0.0, "simplicial": float("inf")}     # select.SUPERNODAL_SWITCH forcing each
+
+
+@pytest.fixture(params=list(MODES))
+def cholmod_mode(request, monkeypatch):
+    """CHOLMOD's factor forced supernodal or simplicial (the default picks by flops per entry)."""
+    from sparsemixed.linalg import select
+
+    monkeypatch.setattr(select, "SUPERNODAL_SWITCH", MODES[request.param])
+    return request.param
 
 
 def _model(ref, name, method):
@@ -23,12 +33,13 @@ def _model(ref, name, method):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_methods_agree(name, lme4_ref):
+def test_methods_agree(name, lme4_ref, cholmod_mode):
     theta = np.array(lme4_ref[name]["theta"], dtype=float).reshape(-1) * 1.1 + 0.01
     vals, betas, modes = [], [], []
     for method in METHODS:
         m = _model(lme4_ref, name, method)
         assert m.factor.ordering == method
+        assert method == "blocked" or m.factor.mode == cholmod_mode
         vals.append(m.objective(theta))
         betas.append(m.pls(theta).beta)
         modes.append(m.random_effects(theta)[1])
@@ -43,10 +54,15 @@ def _fd(m, theta, h=1e-6):
                      for e in np.eye(theta.size)])
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,mode", [(m, k) for m in METHODS for k in MODES
+                                         if m != "blocked" or k == "supernodal"])   # blocked: no mode
 @pytest.mark.parametrize("name", SMALL)
-def test_gradient_finite_differences(name, method, lme4_ref):
+def test_gradient_finite_differences(name, method, mode, lme4_ref, monkeypatch):
+    from sparsemixed.linalg import select
+
+    monkeypatch.setattr(select, "SUPERNODAL_SWITCH", MODES[mode])
     m = _model(lme4_ref, name, method)
+    assert method == "blocked" or m.factor.mode == mode
     rng = np.random.default_rng(zlib.crc32(name.encode()))     # not hash(): salted per process
     theta = np.abs(np.array(lme4_ref[name]["theta"], float).reshape(-1)) * rng.uniform(0.6, 1.5) + 0.05
     theta = np.where(m.lower == 0, np.abs(theta), theta * rng.choice([-1, 1], theta.size))

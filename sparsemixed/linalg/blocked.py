@@ -12,7 +12,10 @@ block diagonal (k1 x k1 per level of term 1, diagonal for a scalar term), so
 Forming S costs sum over levels of (rows of L21 touched)^2 * k1 multiply-adds,
 done by a compiled scatter kernel; S is factored by LAPACK.  Worth it when the other
 terms have few random effects (q2 up to a few thousand).  The permutation is the
-identity: P = I.
+identity, P = I, unless several terms share the first grouping factor (``(1 + x || g)``,
+``(1 | g) + (0 + x | g)``): P then gathers their effects level by level into one leading
+block of k1 = sum of their sizes (MixedModels.jl's amalgamation), so that they are
+eliminated together instead of joining the dense Schur block.
 """
 from __future__ import annotations
 
@@ -297,14 +300,18 @@ def _scalar_structure(indptr, indices, q1):
 
 
 class BlockedCholesky:
-    """Same interface as :class:`~sparsemixed.linalg.cholesky.SparseCholesky`, P = I."""
+    """Same interface as :class:`~sparsemixed.linalg.cholesky.SparseCholesky`.  P = I, or
+    ``perm`` gathering several terms on the first grouping factor into one leading block
+    (their effects level by level: ``select.leading_block``)."""
 
     ordering = "blocked"
 
-    def __init__(self, indptr, indices, q1: int, k1: int):
+    def __init__(self, indptr, indices, q1: int, k1: int, perm=None):
         q = indptr.size - 1
         self.q, self.q1, self.k1, self.q2 = q, q1, k1, q - q1
-        self.scalar = k1 == 1 and self._scalar_structure(indptr, indices)
+        perm = None if perm is None or np.array_equal(perm, np.arange(q)) else np.asarray(perm, dtype=np.int64)
+        self._perm = perm
+        self.scalar = perm is None and k1 == 1 and self._scalar_structure(indptr, indices)
         if not self.scalar:
             self._general_structure(indptr, indices)
         nlev = q1 // k1
@@ -332,6 +339,11 @@ class BlockedCholesky:
         col = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
         row = indices.astype(np.int64)
         pos = np.arange(row.size, dtype=np.int64)
+        if self._perm is not None:      # the entries of P M P' (lower: swap what crossed over)
+            iperm = np.empty(q, dtype=np.int64)
+            iperm[self._perm] = np.arange(q)
+            row, col = iperm[row], iperm[col]
+            row, col = np.maximum(row, col), np.minimum(row, col)
         in11 = (col < q1) & (row < q1)
         in21 = (col < q1) & (row >= q1)
         in22 = col >= q1
@@ -416,7 +428,10 @@ class BlockedCholesky:
         return self._logdet
 
     def solve_L(self, B: np.ndarray) -> np.ndarray:
+        """L^-1 P B."""
         B = np.asarray(B, dtype=float)
+        if self._perm is not None:
+            B = B[self._perm]
         vec = B.ndim == 1
         B2 = B.reshape(B.shape[0], -1)
         x1 = _solve_L11(self.L11, np.ascontiguousarray(B2[: self.q1]), self.k1, False)
@@ -429,6 +444,7 @@ class BlockedCholesky:
         return out.reshape(-1) if vec else out
 
     def solve_Lt(self, B: np.ndarray) -> np.ndarray:
+        """P' L^-T B."""
         B = np.asarray(B, dtype=float)
         vec = B.ndim == 1
         B2 = B.reshape(B.shape[0], -1)
@@ -440,10 +456,15 @@ class BlockedCholesky:
             out[self.q1:] = y2
             rhs1 = rhs1 - self._L21_product(np.ascontiguousarray(y2), self.q1, True)
         out[: self.q1] = _solve_L11(self.L11, np.ascontiguousarray(rhs1), self.k1, True)
+        if self._perm is not None:      # P' out
+            back = np.empty_like(out)
+            back[self._perm] = out
+            out = back
         return out.reshape(-1) if vec else out
 
     def perm(self) -> np.ndarray:
-        return np.arange(self.q)
+        """P as an index vector: row i of P M P' is row perm[i] of M."""
+        return np.arange(self.q) if self._perm is None else self._perm.copy()
 
     def _L21_product(self, B: np.ndarray, nout: int, transpose: bool) -> np.ndarray:
         nt = kernel_threads(self.W.size * B.shape[1])
@@ -470,7 +491,7 @@ class BlockedCholesky:
 
         one dpotri and one tiled pass over the level pairs (those that form S), where the
         selected inverse also forms (M^-1)_21.  None for a vector-valued first term."""
-        if self.k1 != 1:
+        if self.k1 != 1 or self._perm is not None:
             return None
         d11 = self.L11[:, 0, 0]
         U = self._schur_inverse()

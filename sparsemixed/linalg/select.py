@@ -6,7 +6,8 @@
 * CHOLMOD with the fill-reducing ordering ``natural`` (= grouping factor with most
   levels first, lme4's term order), ``amd`` or ``metis``: the one whose factor L needs
   the fewest flops, sum_j nnz(L_j)^2, counted from the symbolic analysis (exact column
-  counts, linalg/symbolic.py) before any numeric factorization.
+  counts, linalg/symbolic.py) before any numeric factorization; simplicial when those
+  flops are under 40 per entry of L (CHOLMOD's own switch), supernodal otherwise.
 * Memory guard: the blocked factor's dense blocks and each ordering's supernodal factor
   (nnz(L) and the zeros of its dense supernodes, supernodal_bytes) are sized first;
   nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it would
@@ -33,7 +34,7 @@ import warnings
 
 from ..errors import CostWarning, MemoryLimitError, SparseMixedError
 from .blocked import MAX_DENSE_Q2, BlockedCholesky
-from .cholesky import ORDERINGS, SparseCholesky
+from .cholesky import ORDERINGS, SUPERNODAL_SWITCH, SparseCholesky
 from .symbolic import BYTES_PER_ENTRY, available_memory, factor_counts, fmt_bytes, parse_memory
 
 SPARSE_S_DENSITY = 0.05
@@ -84,6 +85,11 @@ def supernodal_bytes(nnz: int, padding: int) -> float:
     return 8.0 * 1.1 * (nnz + padding) + 4.0 * nnz
 
 
+def simplicial_bytes(nnz: int) -> float:
+    """CHOLMOD's simplicial factor: values and row indices of nnz(L) entries, 20% slack."""
+    return 1.2 * 12.0 * nnz
+
+
 def cholmod_candidates(M, orderings=ORDERINGS, limit_entries: int = 2**62):
     """Symbolic analysis with each ordering and the exact size of its factor, counted
     without computing it (symbolic.factor_counts), stopping past ``limit_entries``.
@@ -99,14 +105,42 @@ def cholmod_candidates(M, orderings=ORDERINGS, limit_entries: int = 2**62):
         cc = counts.astype(np.float64)
         table[o] = (None, nnz, float((cc ** 2).sum()) if nnz >= 0 else np.inf)
         if nnz >= 0:
+            if table[o][2] < SUPERNODAL_SWITCH * max(nnz, 1):     # tiny supernodes: simplicial
+                f = SparseCholesky(M, o, "simplicial")
+                need[o] = simplicial_bytes(nnz)
+            else:
+                need[o] = supernodal_bytes(nnz, pad)
             f.flops = table[o][2]
             facs[o] = f
-            need[o] = supernodal_bytes(nnz, pad)
     return facs, table, need
 
 
-def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None):
-    """Return (factor, table) for M's pattern; ``ordering`` forces a method.
+def leading_block(terms) -> tuple[int, int, np.ndarray | None]:
+    """(q1, k1, perm) of the blocked factor's leading block: every term on the first term's
+    grouping factor (``(1 + x || g)`` is two, ``(1 | g) + (0 + x | g)`` too), their effects
+    gathered level by level (perm[i] = column of M that goes to place i; the other terms
+    follow in their order), so that M's leading block stays block diagonal with blocks of
+    k1 = the sum of the terms' sizes.  perm is None when only the first term qualifies.
+    (1 + x || g) with 1,651 levels next to (1 + x | b) with 277: the dense Schur block
+    2,205 -> 554.)"""
+    first = terms[0]
+    offsets = np.cumsum([0] + [t.q for t in terms])
+    same = [i for i, t in enumerate(terms)
+            if t.group.name == first.group.name and t.nlevels == first.nlevels]
+    k1 = sum(terms[i].k for i in same)
+    if len(same) == 1:
+        return first.q, first.k, None
+    nlev = first.nlevels
+    parts = [offsets[i] + np.arange(nlev)[:, None] * terms[i].k + np.arange(terms[i].k)[None, :] for i in same]
+    merged = np.concatenate(parts, axis=1).reshape(-1)          # level-major: level j's k1 effects
+    rest = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in range(len(terms)) if i not in same]
+                          or [np.zeros(0, dtype=np.int64)])
+    return nlev * k1, k1, np.concatenate([merged, rest]).astype(np.int64)
+
+
+def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None, perm=None):
+    """Return (factor, table) for M's pattern; ``ordering`` forces a method.  ``perm``:
+    the blocked factor's leading-block permutation (:func:`leading_block`).
 
     No factorization starts unless its size fits ``memory_limit`` (bytes or "12GB";
     default 80% of the available memory): a catastrophic ordering is refused with
@@ -122,7 +156,7 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None
         raise _memory_error("a dense Schur complement and its inverse", need_blocked, budget, q, q2)
     if ordering == "blocked" or (ordering == "auto" and q2 <= MAX_DENSE_Q2 and need_blocked <= budget):
         try:
-            blocked = BlockedCholesky(M.indptr, M.indices, q1, k1)
+            blocked = BlockedCholesky(M.indptr, M.indices, q1, k1, perm)
         except ValueError:          # the first term's block of M is not block diagonal
             if ordering == "blocked":
                 raise SparseMixedError("ordering='blocked' needs the first term's block of M to be "
