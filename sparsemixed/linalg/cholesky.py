@@ -28,14 +28,20 @@ except ImportError as exc:  # pragma: no cover
     ) from exc
 
 ORDERINGS = ("natural", "amd", "metis")
-SUPERNODAL_SWITCH = 40.0  # CHOLMOD's own rule: supernodal only when flops / nnz(L) >= 40.  Below it
-                          # the supernodes are tiny and their overhead dominates: (1|a) + (1|b) +
-                          # (1|a:b), 43k rows, 34,082 + 1,676 + 214 levels, 5e6 flops: one
-                          # factorization 89 ms supernodal, 3.2 ms simplicial (fit 6.8 -> 0.4 s)
+SUPERNODAL_SWITCH = 200.0 # supernodal only when flops / nnz(L) >= 200 (flops = sum of squared column
+                          # counts).  Below, the supernodes are tiny and their overhead dominates.
+                          # Measured per factorization, supernodal vs simplicial (2-core Xeon VM):
+                          # ratio 55 (1|a)+(1|b)+(1|a:b), 54k rows: 74 vs 8.3 ms; 125-153 (crossed
+                          # slopes): 20-47 vs 4-8 ms; 190-210: 14 vs 13, 5.8 vs 6.2 ms; 249
+                          # (InstEval, METIS): 21 vs 35 ms; 900 (1M rows): 237 vs 1026 ms.
+                          # (CHOLMOD's own switch is 40; lme4, through Matrix, is always simplicial.)
 THREADED_FLOPS = 1e10     # from here CHOLMOD's BLAS runs on all threads (a 3-D grid Laplacian, 91k
                           # unknowns, METIS: 1.60 -> 0.85 s; the full MovieLens shape, 2.3e13 flops:
                           # 479 s on one thread); below, one thread (threads.py: no spinning BLAS)
-_HAS_ANALYZE = hasattr(_cholmod, "analyze")  # the 0.4 API (also kept by later versions)
+_HAS_ANALYZE = hasattr(_cholmod, "analyze")
+# what a failed numeric factorization raises (not positive definite, non-finite values);
+# a programming error elsewhere is not turned into a NumericalError
+_FACTOR_ERRORS = (getattr(_cholmod, "CholmodError", Exception), ArithmeticError, ValueError)  # the 0.4 API (also kept by later versions)
 
 
 def _not_pd(exc: Exception) -> NumericalError:
@@ -92,7 +98,7 @@ class SparseCholesky:
                     self._f.cholesky_inplace(M)
                 else:  # pragma: no cover
                     self._f = _cholmod.cholesky(M, ordering_method=self.ordering)
-        except Exception as exc:  # CholmodNotPositiveDefiniteError and friends
+        except _FACTOR_ERRORS as exc:  # CholmodNotPositiveDefiniteError and friends
             raise _not_pd(exc) from None
 
     def logdet(self) -> float:
@@ -243,7 +249,7 @@ def min_pivot(A_lower: sp.csc_matrix, ordering: str = "amd") -> float:
         warnings.simplefilter("ignore")
         try:
             f = _cholmod.cholesky(sp.csc_matrix(A_lower), mode="supernodal", ordering_method=ordering)
-        except Exception:   # CholmodNotPositiveDefiniteError
+        except _FACTOR_ERRORS:   # CholmodNotPositiveDefiniteError
             return -np.inf
         d = f.L().diagonal()
     return float(np.min(d) ** 2) if d.size else np.inf

@@ -7,7 +7,7 @@
   levels first, lme4's term order), ``amd`` or ``metis``: the one whose factor L needs
   the fewest flops, sum_j nnz(L_j)^2, counted from the symbolic analysis (exact column
   counts, linalg/symbolic.py) before any numeric factorization; simplicial when those
-  flops are under 40 per entry of L (CHOLMOD's own switch), supernodal otherwise.
+  flops are under 200 per entry of L (cholesky.SUPERNODAL_SWITCH, measured), supernodal otherwise.
 * Memory guard: the blocked factor's dense blocks and each ordering's supernodal factor
   (nnz(L) and the zeros of its dense supernodes, supernodal_bytes) are sized first;
   nothing over ``memory_limit`` is ever factored (MemoryLimitError says what it would
