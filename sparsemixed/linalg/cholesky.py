@@ -38,10 +38,10 @@ SUPERNODAL_SWITCH = 200.0 # supernodal only when flops / nnz(L) >= 200 (flops = 
 THREADED_FLOPS = 1e10     # from here CHOLMOD's BLAS runs on all threads (a 3-D grid Laplacian, 91k
                           # unknowns, METIS: 1.60 -> 0.85 s; the full MovieLens shape, 2.3e13 flops:
                           # 479 s on one thread); below, one thread (threads.py: no spinning BLAS)
-_HAS_ANALYZE = hasattr(_cholmod, "analyze")
+_HAS_ANALYZE = hasattr(_cholmod, "analyze")  # the 0.4 API (also kept by later versions)
 # what a failed numeric factorization raises (not positive definite, non-finite values);
 # a programming error elsewhere is not turned into a NumericalError
-_FACTOR_ERRORS = (getattr(_cholmod, "CholmodError", Exception), ArithmeticError, ValueError)  # the 0.4 API (also kept by later versions)
+_FACTOR_ERRORS = (getattr(_cholmod, "CholmodError", Exception), ArithmeticError, ValueError)
 
 
 def _not_pd(exc: Exception) -> NumericalError:

@@ -127,10 +127,9 @@ def leading_block(terms) -> tuple[int, int, np.ndarray | None]:
     offsets = np.cumsum([0] + [t.q for t in terms])
     same = [i for i, t in enumerate(terms)
             if t.group.name == first.group.name and t.nlevels == first.nlevels]
-    k1 = sum(terms[i].k for i in same)
     if len(same) == 1:
         return first.q, first.k, None
-    nlev = first.nlevels
+    k1, nlev = sum(terms[i].k for i in same), first.nlevels
     parts = [offsets[i] + np.arange(nlev)[:, None] * terms[i].k + np.arange(terms[i].k)[None, :] for i in same]
     merged = np.concatenate(parts, axis=1).reshape(-1)          # level-major: level j's k1 effects
     rest = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in range(len(terms)) if i not in same]
