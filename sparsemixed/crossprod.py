@@ -122,10 +122,12 @@ def _chunk_products(rows, nlevels, X, y, weights, chunk_rows, start) -> CrossPro
     """The cross-products of rows start .. start + chunk_rows."""
     n = y.shape[0]
     sl = slice(start, min(n, start + chunk_rows))
-    Z = z_matrix(rows, nlevels, sl)
-    Xc, yc = X[sl], y[sl]
-    if weights is not None:
-        w = weights[sl]
+    return products(z_matrix(rows, nlevels, sl), X[sl], y[sl], weights[sl] if weights is not None else None)
+
+
+def products(Z, Xc, yc, w=None) -> CrossProducts:
+    """The cross-products of [Z X y] for the rows given (Z CSR), weighted by ``w``."""
+    if w is not None:
         Zw = sp.diags(w) @ Z
         Xw = Xc.multiply(w[:, None]).tocsr() if sp.issparse(Xc) else Xc * w[:, None]
         yw = yc * w
@@ -148,6 +150,6 @@ def _chunk_products(rows, nlevels, X, y, weights, chunk_rows, start) -> CrossPro
         XtX=XtX,
         Xty=np.asarray(Xw.T @ yc).ravel(),
         yty=float(yw @ yc),
-        n=sl.stop - sl.start,
+        n=Z.shape[0],
         sum_log_w=slw,
     )

@@ -37,12 +37,12 @@ def singular_terms(model, theta) -> list[str]:
     return out
 
 
-def check_singular(model, theta) -> None:
+def check_singular(model, theta, stacklevel: int = 4) -> None:
     terms = singular_terms(model, theta)
     if terms:
         warnings.warn(f"boundary (singular) fit: the covariance of {', '.join(terms)} is singular (a variance "
                       "at 0 or a correlation at +-1); consider a simpler random-effects structure",
-                      SingularFitWarning, stacklevel=4)
+                      SingularFitWarning, stacklevel=stacklevel)
 
 
 def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: bool = True) -> dict:
@@ -90,7 +90,7 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
     return diag
 
 
-def warn_convergence(diag: dict, stacklevel: int = 4) -> None:
+def warn_convergence(diag: dict, stacklevel: int = 4, tol: float = SCALED_GRAD_TOL) -> None:
     """The ConvergenceWarning of a failed check (nothing when it passed or was skipped)."""
     if not diag.get("checked") or "hessian_positive_definite" not in diag:
         return
@@ -101,9 +101,9 @@ def warn_convergence(diag: dict, stacklevel: int = 4) -> None:
                       f"eigenvalue {diag['hessian_min_eigenvalue']:.3g}): the fit may be at a saddle point or "
                       "the model overparameterized; check is_singular, simplify the random effects or refit "
                       "with another optimizer", ConvergenceWarning, stacklevel=stacklevel)
-    elif np.max(np.abs(scaled)) > SCALED_GRAD_TOL:
+    elif np.max(np.abs(scaled)) > tol:
         warnings.warn(f"the optimizer stopped with a scaled gradient of {np.max(np.abs(scaled)):.2g} "
-                      f"(> {SCALED_GRAD_TOL}): the estimates may not be at the optimum; refit from "
+                      f"(> {tol}): the estimates may not be at the optimum; refit from "
                       "result.theta (fit(start=...)) or with another optimizer", ConvergenceWarning,
                       stacklevel=stacklevel)
 

@@ -33,18 +33,18 @@ import scipy.linalg as sla
 DIAG_TRACE_MIN = 1e-3
 
 
-def gradient(state, crossprod, relcov, chol, reml: bool) -> np.ndarray:
+def gradient(state, crossprod, relcov, reml: bool) -> np.ndarray:
     """Gradient of the profiled criterion (ML deviance or REML criterion) at state.theta."""
-    dlogM, dlogRX, dr2 = gradient_parts(state, crossprod, relcov, chol, reml)
+    dlogM, dlogRX, dr2 = gradient_parts(state, crossprod, relcov, reml)
     nu = crossprod.n - (crossprod.p if reml else 0)
     return dlogM + dlogRX + nu * dr2 / state.r2
 
 
-def gradient_parts(state, crossprod, relcov, chol, reml: bool):
+def gradient_parts(state, crossprod, relcov, reml: bool):
     """(d log|M|, d log|R_X|^2 (zeros for ML), d r2) with respect to theta, each a vector;
     the pieces of any criterion built from log|M|, log|R_X|^2 and r2 (e.g. the deviance
-    as a function of (sigma, theta))."""
-    theta = state.theta
+    as a function of (sigma, theta)).  Uses the state's factor (L at state.theta)."""
+    theta, chol = state.theta, state.factor
     ntheta = theta.size
     g = dlogdet_M(theta, relcov, chol)
     Lam = relcov.Lambda(theta)
@@ -71,7 +71,7 @@ def dlogdet_M(theta, relcov, chol) -> np.ndarray:
     factor gives it cheaply, else from the selected inverse on M's pattern."""
     ntheta = theta.size
     if relcov.diagonal_Lambda and ntheta and theta.min() >= DIAG_TRACE_MIN:
-        diag = getattr(chol, "inverse_diagonal", lambda: None)()
+        diag = chol.inverse_diagonal()
         if diag is not None:
             lind = relcov.Lind
             qi = np.bincount(lind, minlength=ntheta)

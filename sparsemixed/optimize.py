@@ -152,18 +152,18 @@ MAX_SADDLE_RESTARTS = 2
 MAX_GRADIENT_RESTARTS = 2
 
 
-def escape_saddle(fun, x, fx, lower, direction):
+def escape_saddle(fun, x, fx, lower, direction, steps=SADDLE_STEPS):
     """A point to restart from when the optimizer stopped where the criterion curves down
     along ``direction`` (a saddle point: e.g. a correlation left undetermined while a
     variance is near 0, which a derivative-free or quasi-Newton method can stop at): the
-    best of x +- t d, t in SADDLE_STEPS times max(1, |x|), projected onto the bounds, if it
+    best of x +- t d, t in ``steps`` times max(1, |x|), projected onto the bounds, if it
     lowers the criterion by more than 1e-10 relative; None when none does.  (All steps are
     tried: the valley out of a saddle is often curved, so that only a short step descends.)"""
     d = np.asarray(direction, dtype=float)
     scale = max(1.0, float(np.abs(x).max()))
     floor = np.where(np.isfinite(lower), lower, -np.inf)
     best, fbest = None, fx - 1e-10 * max(1.0, abs(fx))
-    for t in SADDLE_STEPS:
+    for t in steps:
         for sign in (1.0, -1.0):
             trial = np.maximum(x + sign * t * scale * d, floor)
             ft = fun(trial)

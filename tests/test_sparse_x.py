@@ -245,7 +245,7 @@ def test_rank_rules_match_reference_greedy(seed):
     import scipy.sparse as sp
 
     from sparsemixed.linalg.rank import independent_columns_sparse
-    from sparsemixed.model import RANK_TOL, independent_columns
+    from sparsemixed.assemble import RANK_TOL, independent_columns
 
     rng = np.random.default_rng(seed)
     p = int(rng.integers(8, 40))

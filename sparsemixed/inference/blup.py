@@ -47,7 +47,7 @@ def _pev_extra(model, theta) -> np.ndarray:
     if state.RZX.size == 0:
         return np.zeros(model.q)
     B = sla.solve_triangular(state.RX, np.eye(state.RX.shape[0]), lower=False)    # R_X^-1
-    W = model.relcov.Lambda(theta) @ np.asarray(model.factor.solve_Lt(state.RZX @ B)).reshape(model.q, -1)
+    W = model.relcov.Lambda(theta) @ np.asarray(state.factor.solve_Lt(state.RZX @ B)).reshape(model.q, -1)
     return np.einsum("ij,ij->i", W, W)
 
 

@@ -176,11 +176,11 @@ def relative_condvar_rows(model, theta, Z) -> np.ndarray:
     keys[rowid, pos] = Z.indices
     keys[rowid, width + pos] = Z.data
     _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    model.pls(theta)                                   # the factor is shared: set it to theta
+    factor = model.pls(theta).factor                   # L at theta (held while used)
     A = (model.Lambda(theta).T @ Z[first].T).tocsc()
     out = np.empty(first.size)
     for s in range(0, first.size, BATCH):
-        Y = np.asarray(model.factor.solve_L(A[:, s: s + BATCH].toarray())).reshape(A.shape[0], -1)
+        Y = np.asarray(factor.solve_L(A[:, s: s + BATCH].toarray())).reshape(A.shape[0], -1)
         out[s: s + BATCH] = (Y ** 2).sum(axis=0)
     return out[np.asarray(inv).reshape(-1)]
 

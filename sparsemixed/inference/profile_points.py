@@ -30,12 +30,11 @@ fixed sigma):
                         y*'y* = y'y - 2 c x_j'y + c^2 x_j'x_j;  min over theta of dev(theta)
 
 (sigma profiled: sigma^2 = r2 / n).  The model's cross-products are of y - X gamma
-(model.gamma an OLS shift), so beta_j = c enters as c - gamma_j and the other fixed
+(model.fixed.shift, gamma, an OLS shift), so beta_j = c enters as c - gamma_j and the other fixed
 effects are beta*_{-j} + gamma_{-j}.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -82,10 +81,10 @@ class PointProfiler:
         st, dev = self._ml_state(m, theta)
         sigma = math.sqrt(st.r2 / self.n)
         if beta_fixed is None:
-            beta = st.beta + self.model.gamma
+            beta = self.model.fixef_from(st.beta)
         else:
             j, c = beta_fixed
-            rest = st.beta + np.delete(self.model.gamma, j)
+            rest = st.beta + np.delete(self.model.fixed.shift, j)
             beta = np.insert(rest, j, c)
         return st, dev, sigma, beta
 
@@ -108,12 +107,12 @@ class PointProfiler:
         def fg(th):
             st = m.pls(th)
             d = st.ldL2 + st.r2 / s ** 2 + n * math.log(2 * math.pi * s ** 2) - self.ldw
-            dlogM, _, dr2 = gradient_parts(st, m.crossprod, m.relcov, m.factor, False)
+            dlogM, _, dr2 = gradient_parts(st, m.crossprod, m.relcov, False)
             return d, dlogM + dr2 / s ** 2
 
         th, d = argmin(fg, start, m.lower, np.full(self.nth, np.inf))
         st = m.pls(th)
-        return Point(s, d, th, self._row(th, s, st.beta + m.gamma))
+        return Point(s, d, th, self._row(th, s, m.fixef_from(st.beta)))
 
     def _sd(self, par, s, start, sigma0):
         m, n = self.model, self.n
@@ -156,7 +155,7 @@ class PointProfiler:
             sig, th, u, nrm = unpack(x)
             st = m.pls(th)
             d = st.ldL2 + st.r2 / sig ** 2 + n * math.log(2 * math.pi * sig ** 2) - self.ldw
-            dlogM, _, dr2 = gradient_parts(st, m.crossprod, m.relcov, m.factor, False)
+            dlogM, _, dr2 = gradient_parts(st, m.crossprod, m.relcov, False)
             g = dlogM + dr2 / sig ** 2                   # d/dtheta at fixed sigma
             grow = g[idx]
             dl = sig * (2 * n / sig - 2 * st.r2 / sig ** 3) - (s / sig) * float(grow @ u)
@@ -175,7 +174,7 @@ class PointProfiler:
         x, d = argmin(fg, x0, lo, np.full(x0.size, np.inf))
         sigma, th, _, _ = unpack(x)
         st = m.pls(th)
-        row = self._row(th, sigma, st.beta + m.gamma)
+        row = self._row(th, sigma, m.fixef_from(st.beta))
         row[par.index] = s
         return Point(s, d, th, row)
 
@@ -247,7 +246,7 @@ class PointProfiler:
         """A shallow copy of the model with beta_j fixed at c (x_j moved to an offset)."""
         m = self.model
         cp = m.crossprod
-        delta = c - m.gamma[j]
+        delta = c - m.fixed.shift[j]
         keep = np.delete(np.arange(cp.p), j)
         xj = cp.XtX[:, j]
         new = CrossProducts(
@@ -255,9 +254,7 @@ class PointProfiler:
             XtX=cp.XtX[np.ix_(keep, keep)], Xty=cp.Xty[keep] - xj[keep] * delta,
             yty=float(cp.yty - 2 * delta * cp.Xty[j] + delta ** 2 * cp.XtX[j, j]),
             n=cp.n, sum_log_w=cp.sum_log_w)
-        mj = copy.copy(m)
-        mj.crossprod = new
-        return mj
+        return m.with_crossproducts(new)
 
     def _beta(self, j, c, start):
         mj = self.dropped(j, c)

@@ -71,7 +71,7 @@ def pieces(model, theta, sigma: float, reml: bool) -> SattPieces:
     cp, rc = model.crossprod, model.relcov
     Lam = rc.Lambda(theta)
     p = cp.p
-    Minv_LtZtX = np.asarray(model.factor.solve_Lt(state.RZX)).reshape(rc.q, p)
+    Minv_LtZtX = np.asarray(state.factor.solve_Lt(state.RZX)).reshape(rc.q, p)
     H = cp.ZtX - cp.ZtZ @ (Lam @ Minv_LtZtX)
     G = np.asarray(Lam.T @ H)
     Rinv = sla.solve_triangular(state.RX, np.eye(p), lower=False)

@@ -196,7 +196,6 @@ class SimulateMixin:
                 rows.append(np.full(t0s.size, np.nan))
                 continue
             rows.append(np.asarray(stat(res), dtype=float).reshape(-1))
-        self.model.pls(self.theta)               # leave the shared factor at this fit's theta
         out = pd.DataFrame(np.vstack(rows), columns=t0s.index)
         counts = {k: len(reps) for k, (reps, _) in warned.items()}
         out.attrs.update(t0=t0s, nfail=len(failures), failures=failures[:10], warnings=counts)

@@ -11,8 +11,8 @@
 No module here imports dask or pyarrow at import time.
 """
 from .sources import CSV, Chunks, ChunkSource, Parquet, is_dask, open_source
-from .streamed_model import StreamedDataError, StreamedModel, StreamedResult
+from .streamed_model import StreamedDataError, StreamedModel
 from .streaming import build_streamed
 
 __all__ = ["CSV", "Parquet", "Chunks", "ChunkSource", "open_source", "is_dask", "build_streamed",
-           "StreamedModel", "StreamedResult", "StreamedDataError"]
+           "StreamedModel", "StreamedDataError"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..formula.design import numpy_columns, r_name
-from ..model import _lme4_term_order, _unique_names
+from ..assemble import lme4_term_order, unique_names
 from ..terms.grouping import GroupingFactor, _level_labels, encode_column
 from ..terms.random_term import RandomTerm, TermRows
 from .levels import Plan, Scan, check_scan, level_series, na_message, stateless
@@ -138,9 +138,9 @@ class Encoding:
                 raise FormulaError(f"random-effects term {bar} has no columns")
             terms.append(RandomTerm(bar.expr, group, cols, tm.model_spec))
             lookups.append(lookup)
-        order = _lme4_term_order(terms)
+        order = lme4_term_order(terms)
         terms, lookups = [terms[i] for i in order], [lookups[i] for i in order]
-        for t, name in zip(terms, _unique_names([t.group.name for t in terms])):
+        for t, name in zip(terms, unique_names([t.group.name for t in terms])):
             t.name = name
         return cls(plan, mm.model_spec, X_names, terms, lookups, n, scan.na_rows, msg)
 

@@ -2,7 +2,7 @@
 
     pass 1  scan = merge_j scan(C_j)                    levels, counts, types   (levels.py)
     pass 2  P    = combine_j partial(encode(C_j))       cross-products of [Z X y]  (partial.py)
-    model        = StreamedModel(finish(P))             as the in-memory build  (streamed_model.py)
+    model        = core(finish(P))                      as the in-memory build  (streamed_model.py)
 
 Memory: one chunk of rows at a time, plus the q x q sparse Z'WZ and the distinct
 levels.  The result equals ``lmer(formula, whole_frame)`` up to rounding (the sums are
@@ -22,7 +22,7 @@ from ..crossprod import pairwise_sum
 from .partial import combine
 from ..progress import progress
 from .sources import is_dask, open_source
-from .streamed_model import StreamedModel
+from .streamed_model import streamed_model
 
 
 class StreamRunner:
@@ -69,5 +69,5 @@ def build_streamed(formula: str, data, REML: bool = True, weights=None, offset=N
     plan = Plan.make(parsed, weights, offset, na_action, runner.columns())
     enc = Encoding.from_scan(runner.scan(plan), plan)
     part = runner.accumulate(enc)
-    return StreamedModel.from_partial(formula, parsed, enc, part, runner.descriptor, REML, ordering,
-                                      weights, offset, na_action, memory_limit)
+    return streamed_model(formula, parsed, enc, part, runner.descriptor, REML, ordering,
+                          weights, offset, na_action, memory_limit)

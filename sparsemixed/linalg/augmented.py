@@ -39,7 +39,7 @@ standard errors, times sigma^2) is read off the same selected inverse.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,9 +52,10 @@ UNSUPPORTED = ("is not available on the sparse-X path, which never forms the den
                "nor the p x p R_X; build the model with sparse_X=False for it (memory permitting)")
 
 
-@dataclass
+@dataclass(eq=False)
 class AugState:
-    """The PLS solution at theta on the sparse-X path (the analogue of pls.PLSState)."""
+    """The PLS solution at theta on the sparse-X path (the analogue of pls.PLSState), with
+    the factors it was computed with: Maug's and (ML) M's, at this theta while it lives."""
 
     theta: np.ndarray
     ldMaug: float        # log|Maug| = log|M| + log|R_X|^2
@@ -62,6 +63,8 @@ class AugState:
     r2: float
     beta: np.ndarray
     u: np.ndarray
+    factor: object = field(default=None, repr=False)      # of Maug
+    mfactor: object = field(default=None, repr=False)     # of M (ML only)
 
     @property
     def ldRX2(self) -> float:
@@ -82,7 +85,8 @@ class AugState:
 
 @dataclass
 class Augmented:
-    """Maug's fixed lower CSC pattern, the scatter filling its values, and its factor."""
+    """Maug's fixed lower CSC pattern and the scatter filling its values (the factor is
+    the engine's: engine.sparse_x.SparseXEngine)."""
 
     q: int
     p: int
@@ -96,8 +100,6 @@ class Augmented:
     xx_pos: np.ndarray       # positions of X'WX's lower entries
     xx_data: np.ndarray
     xdiag_pos: np.ndarray    # positions of the X block's diagonal
-    factor: object = None
-    table: dict | None = None
 
     @property
     def N(self) -> int:
@@ -159,9 +161,9 @@ class Augmented:
         """Lower triangle of Maug(theta) in CSC."""
         return sp.csc_matrix((self.values(theta, relcov), self.indices, self.indptr), shape=(self.N, self.N))
 
-    def analyse(self, theta0, relcov, ordering: str = "auto", memory_limit=None) -> None:
-        """One symbolic analysis of Maug's pattern: the fill-reducing ordering with the
-        fewest factor flops (select.cholmod_candidates), refused with MemoryLimitError
+    def analyse(self, theta0, relcov, ordering: str = "auto", memory_limit=None):
+        """(factor, table): one symbolic analysis of Maug's pattern, the fill-reducing ordering
+        with the fewest factor flops (select.cholmod_candidates), refused with MemoryLimitError
         before any numeric work when the factor would not fit in ``memory_limit``."""
         from .select import cholmod_candidates
 
@@ -178,11 +180,11 @@ class Augmented:
                 "the memory limit. Options: raise memory_limit= if the machine has the memory; pool "
                 "rarely observed levels of the fixed-effect factor or of the grouping factors")
         best = min(facs, key=lambda o: (table[o][2], ORDERINGS.index(o)))
-        self.factor, self.table = facs[best], table
+        return facs[best], table
 
-    def factorize(self, theta, relcov) -> None:
+    def factorize(self, factor, theta, relcov) -> None:
         try:
-            self.factor.factorize(self.matrix(theta, relcov))
+            factor.factorize(self.matrix(theta, relcov))
         except NumericalError:
             raise NumericalError(
                 "the sparse factorization of Maug = [M, Lambda'Z'X; X'Z Lambda, X'X] failed at theta = "
@@ -191,31 +193,31 @@ class Augmented:
                 "finite. Remove redundant columns") from None
 
     # -- PLS solve and criterion ---------------------------------------------------------
-    def solve(self, theta, crossprod, relcov, mfactor=None) -> AugState:
-        """Factor Maug(theta) and solve for (u, beta); with ``mfactor`` (ML) also refactor M
-        with the model's factor of M for log|M|."""
-        self.factorize(theta, relcov)
+    def solve(self, theta, crossprod, relcov, factor, mfactor=None) -> AugState:
+        """Factor Maug(theta) into ``factor`` and solve for (u, beta); with ``mfactor`` (ML)
+        also factor M for log|M|."""
+        self.factorize(factor, theta, relcov)
         Lam = relcov.Lambda(theta)
         c = np.concatenate([np.asarray(Lam.T @ crossprod.Zty).ravel(), np.asarray(crossprod.Xty).ravel()])
-        w = np.asarray(self.factor.solve_L(c)).ravel()
-        sol = np.asarray(self.factor.solve_Lt(w)).ravel()
+        w = np.asarray(factor.solve_L(c)).ravel()
+        sol = np.asarray(factor.solve_Lt(w)).ravel()
         r2 = float(crossprod.yty - w @ w)
         ldM = math.nan
         if mfactor is not None:
             mfactor.factorize(relcov.M(theta))
             ldM = mfactor.logdet()
-        return AugState(np.array(theta, float), self.factor.logdet(), ldM, max(r2, 0.0),
-                        sol[self.q:].copy(), sol[:self.q].copy())
+        return AugState(np.array(theta, float), factor.logdet(), ldM, max(r2, 0.0),
+                        sol[self.q:].copy(), sol[:self.q].copy(), factor, mfactor)
 
-    def selected_inverse(self) -> np.ndarray:
-        """Maug^-1 on Maug's stored lower pattern (for the current factorization)."""
-        return self.factor.selected_inverse(self.indptr, self.indices)
+    def selected_inverse(self, factor) -> np.ndarray:
+        """Maug^-1 on Maug's stored lower pattern (from ``factor``, Maug's at some theta)."""
+        return factor.selected_inverse(self.indptr, self.indices)
 
-    def xinv_diag(self) -> np.ndarray:
+    def xinv_diag(self, factor) -> np.ndarray:
         """diag((R_X'R_X)^-1): the X block's diagonal of Maug^-1."""
-        return self.selected_inverse()[self.xdiag_pos]
+        return self.selected_inverse(factor)[self.xdiag_pos]
 
-    def xinv(self, chunk: int = 256) -> np.ndarray:
+    def xinv(self, factor, chunk: int = 256) -> np.ndarray:
         """(R_X'R_X)^-1, p x p dense: the X block of Maug^-1, by solves with columns of
         [0; I] in chunks (memory p x p + (q+p) x chunk)."""
         out = np.empty((self.p, self.p))
@@ -223,7 +225,7 @@ class Augmented:
             e = min(self.p, s + chunk)
             B = np.zeros((self.N, e - s))
             B[self.q + np.arange(s, e), np.arange(e - s)] = 1.0
-            out[:, s:e] = np.asarray(self.factor.solve_A(B)).reshape(self.N, -1)[self.q:]
+            out[:, s:e] = np.asarray(factor.solve_A(B)).reshape(self.N, -1)[self.q:]
         return 0.5 * (out + out.T)
 
 
@@ -245,17 +247,17 @@ def dlogdet_M(Minv_M, relcov, theta) -> np.ndarray:
             + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=nt))
 
 
-def gradient(aug: Augmented, state: AugState, crossprod, relcov, mfactor, reml: bool) -> np.ndarray:
-    """Gradient of :func:`criterion` at state.theta (the factors must hold state.theta)."""
+def gradient(aug: Augmented, state: AugState, crossprod, relcov, reml: bool) -> np.ndarray:
+    """Gradient of :func:`criterion` at state.theta (from the state's factors)."""
     theta = state.theta
     nt = theta.size
     if reml:
-        S = aug.selected_inverse()
+        S = aug.selected_inverse(state.factor)
         dlog = dlogdet_M(S[aug.M_pos], relcov, theta)
         dlog += 2.0 * np.bincount(aug.zx_lind, weights=aug.ZX_data[aug.zx_src] * S[aug.zx_target],
                                   minlength=nt)
     else:
-        dlog = dlogdet_M(mfactor.selected_inverse(relcov.M_indptr, relcov.M_indices), relcov, theta)
+        dlog = dlogdet_M(state.mfactor.selected_inverse(relcov.M_indptr, relcov.M_indices), relcov, theta)
     b = relcov.Lambda(theta) @ state.u
     r = (np.asarray(crossprod.Zty).ravel() - np.asarray(crossprod.ZtX @ state.beta).ravel()
          - np.asarray(crossprod.ZtZ @ b).ravel())

@@ -300,7 +300,7 @@ def _scalar_structure(indptr, indices, q1):
 
 
 class BlockedCholesky:
-    """Same interface as :class:`~sparsemixed.linalg.cholesky.SparseCholesky`.  P = I, or
+    """A :class:`~sparsemixed.linalg.factor.Factor`, as CHOLMOD's.  P = I, or
     ``perm`` gathering several terms on the first grouping factor into one leading block
     (their effects level by level: ``select.leading_block``)."""
 
@@ -322,6 +322,15 @@ class BlockedCholesky:
         sizes = np.diff(self.lev_ptr).astype(np.float64)
         self.pairs = float((sizes * (sizes + 1) / 2).sum())     # level pairs: the kernels' work
         self.schur_method = self._schur_method()
+
+    def clone(self) -> "BlockedCholesky":
+        """A workspace on the same structure (index arrays shared, values new)."""
+        new = object.__new__(BlockedCholesky)
+        new.__dict__.update(self.__dict__)
+        new.L11, new.W, new.S = np.zeros_like(self.L11), np.zeros_like(self.W), np.zeros_like(self.S)
+        new._logdet = np.nan
+        new.__dict__.pop("R22", None)
+        return new
 
     def _scalar_structure(self, indptr, indices) -> bool:
         """The index arrays for a scalar first term in one compiled pass over M's pattern

@@ -38,7 +38,11 @@ SUPERNODAL_SWITCH = 200.0 # supernodal only when flops / nnz(L) >= 200 (flops = 
 THREADED_FLOPS = 1e10     # from here CHOLMOD's BLAS runs on all threads (a 3-D grid Laplacian, 91k
                           # unknowns, METIS: 1.60 -> 0.85 s; the full MovieLens shape, 2.3e13 flops:
                           # 479 s on one thread); below, one thread (threads.py: no spinning BLAS)
-_HAS_ANALYZE = hasattr(_cholmod, "analyze")  # the 0.4 API (also kept by later versions)
+if not hasattr(_cholmod, "analyze"):  # pragma: no cover - the symbolic/numeric split is required
+    raise ImportError(
+        "sparsemixed needs scikit-sparse's cholmod.analyze (one symbolic analysis, numeric "
+        "refactorizations in place); this scikit-sparse has no such function. Install "
+        "'scikit-sparse>=0.4.12,<0.5' (SuiteSparse 5) or 'scikit-sparse>=0.5' (SuiteSparse >= 7)")
 # what a failed numeric factorization raises (not positive definite, non-finite values);
 # a programming error elsewhere is not turned into a NumericalError
 _FACTOR_ERRORS = (getattr(_cholmod, "CholmodError", Exception), ArithmeticError, ValueError)
@@ -54,7 +58,8 @@ def _not_pd(exc: Exception) -> NumericalError:
 
 
 class SparseCholesky:
-    """Factor of M's fixed pattern with a chosen ordering; ``factorize`` refactors in place."""
+    """Factor of M's fixed pattern with a chosen ordering; ``factorize`` refactors in place
+    (a :class:`~sparsemixed.linalg.factor.Factor`)."""
 
     def __init__(self, M: sp.csc_matrix, ordering: str = "natural", mode: str = "supernodal"):
         if ordering not in ORDERINGS:
@@ -69,11 +74,15 @@ class SparseCholesky:
     def _analyze(self, M: sp.csc_matrix) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # CholmodTypeConversionWarning for int64 indices
-            if _HAS_ANALYZE:
-                self._f = _cholmod.analyze(M, mode=self.mode, ordering_method=self.ordering)
-            else:  # pragma: no cover - scikit-sparse >= 0.5 without the legacy API
-                self._f = None
+            self._f = _cholmod.analyze(M, mode=self.mode, ordering_method=self.ordering)
         self._minv_pos = None
+
+    def clone(self) -> "SparseCholesky":
+        """A workspace on the same symbolic analysis (CHOLMOD copies the factor object)."""
+        new = object.__new__(SparseCholesky)
+        new.__dict__.update(self.__dict__)
+        new._f = None if self._f is None else self._f.copy()
+        return new
 
     def __getstate__(self):
         return {"ordering": self.ordering, "mode": self.mode, "q": self.q, "flops": self.flops}
@@ -86,7 +95,7 @@ class SparseCholesky:
         self._minv_pos = None
 
     def ensure(self, M: sp.csc_matrix) -> None:
-        if self._f is None and _HAS_ANALYZE:
+        if self._f is None:
             self._analyze(M)
 
     def factorize(self, M: sp.csc_matrix) -> None:
@@ -94,10 +103,7 @@ class SparseCholesky:
         try:
             with warnings.catch_warnings(), (all_blas_threads() if self.flops >= THREADED_FLOPS else nullcontext()):
                 warnings.simplefilter("ignore")
-                if _HAS_ANALYZE:
-                    self._f.cholesky_inplace(M)
-                else:  # pragma: no cover
-                    self._f = _cholmod.cholesky(M, ordering_method=self.ordering)
+                self._f.cholesky_inplace(M)
         except _FACTOR_ERRORS as exc:  # CholmodNotPositiveDefiniteError and friends
             raise _not_pd(exc) from None
 
@@ -123,6 +129,10 @@ class SparseCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on M's stored lower pattern (Takahashi's recurrences on L's pattern)."""
         return cholmod_selected_inverse(self, M_indptr, M_indices)
+
+    def inverse_diagonal(self) -> None:
+        """None: CHOLMOD's factor gives diag(M^-1) no cheaper than the selected inverse."""
+        return None
 
     def L(self) -> sp.csc_matrix:
         """The factor L (a copy; for inspection, not for the hot path)."""

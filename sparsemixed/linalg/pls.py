@@ -12,7 +12,7 @@ All work is q x (p+1) or p x p: nothing here touches the n rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
@@ -20,8 +20,11 @@ import scipy.linalg as sla
 from ..errors import NumericalError
 
 
-@dataclass
+@dataclass(eq=False)
 class PLSState:
+    """The solution at theta, with the factor it was computed with (``factor`` holds L at
+    this theta for as long as the state lives: engine.DenseEngine leases it)."""
+
     theta: np.ndarray
     ldL2: float          # log|L|^2 = log|M|
     ldRX2: float         # log|R_X|^2
@@ -30,6 +33,7 @@ class PLSState:
     cu: np.ndarray
     RZX: np.ndarray
     RX: np.ndarray       # upper triangular p x p
+    factor: object = field(default=None, repr=False)
 
 
 def pls_solve(theta, crossprod, relcov, chol) -> PLSState:
@@ -55,12 +59,12 @@ def pls_solve(theta, crossprod, relcov, chol) -> PLSState:
     else:
         RX, cb, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
     r2 = float(crossprod.yty - cu @ cu - cb @ cb)
-    return PLSState(np.array(theta, float), chol.logdet(), ldRX2, max(r2, 0.0), beta, cu, RZX, RX)
+    return PLSState(np.array(theta, float), chol.logdet(), ldRX2, max(r2, 0.0), beta, cu, RZX, RX, chol)
 
 
-def random_effects(state: PLSState, relcov, chol) -> tuple[np.ndarray, np.ndarray]:
+def random_effects(state: PLSState, relcov) -> tuple[np.ndarray, np.ndarray]:
     """(u, b): spherical and original-scale conditional modes at the state's theta."""
     v = state.cu - (state.RZX @ state.beta if state.beta.size else 0.0)
-    u = np.asarray(chol.solve_Lt(v)).ravel()
+    u = np.asarray(state.factor.solve_Lt(v)).ravel()
     b = relcov.Lambda(state.theta) @ u
     return u, b

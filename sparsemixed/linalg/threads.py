@@ -22,30 +22,85 @@ ms, 1M rows 61 -> 56 ms).
 """
 from __future__ import annotations
 
+import threading
 import types
 
 import numba
 
 PARALLEL_MIN_WORK = 200_000
 _CONTROLLER = None
+_LOCK = threading.Lock()
+_DEPTH = {"one": 0, "all": 0}     # open contexts of each kind, over all threads
+_SAVED: list | None = None        # the user's thread counts, per BLAS library, while any is open
+_CURRENT: int | None = None
 
 
-def one_blas_thread():
-    """Context limiting BLAS (numpy's and scipy's OpenBLAS) to one thread (~30 us)."""
+def _blas_libraries():
     global _CONTROLLER
     from threadpoolctl import ThreadpoolController
 
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return _CONTROLLER.select(user_api="blas").lib_controllers
 
 
-def all_blas_threads():
+class _BlasLimit:
+    """BLAS thread limits are process-wide (OpenBLAS keeps one count), so the contexts of
+    all threads are counted together: the first to open saves the user's counts, the last
+    to close restores them, and in between the count is numba's threads while any
+    :func:`all_blas_threads` is open, else 1.  (Nested threadpoolctl limits from several
+    threads restore each other's saved values out of order and can leave the user's count
+    changed.)"""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __enter__(self):
+        global _SAVED
+        with _LOCK:
+            libs = _blas_libraries()
+            if _SAVED is None:
+                _SAVED = [lib.num_threads for lib in libs]
+            _DEPTH[self.kind] += 1
+            _apply(libs)
+        return self
+
+    def __exit__(self, *exc):
+        global _SAVED, _CURRENT
+        with _LOCK:
+            _DEPTH[self.kind] -= 1
+            libs = _blas_libraries()
+            if _DEPTH["one"] == 0 and _DEPTH["all"] == 0:
+                for lib, n in zip(libs, _SAVED):
+                    lib.set_num_threads(n)
+                _SAVED, _CURRENT = None, None
+            else:
+                _apply(libs)
+        return False
+
+
+def _apply(libs) -> None:
+    global _CURRENT
+    n = numba.get_num_threads() if _DEPTH["all"] else 1
+    if n != _CURRENT:
+        for lib in libs:
+            lib.set_num_threads(n)
+        _CURRENT = n
+
+
+def one_blas_thread() -> _BlasLimit:
+    """Context limiting BLAS (numpy's and scipy's OpenBLAS) to one thread; safe to open
+    from several threads at once (the user's limit is restored when the last closes)."""
+    return _BlasLimit("one")
+
+
+def all_blas_threads() -> _BlasLimit:
     """Context lifting the BLAS limit to numba's thread count (NUMBA_NUM_THREADS=1 keeps
     one): for a CHOLMOD factorization large enough that its supernodes' dense BLAS calls
     dominate (cholesky.THREADED_FLOPS); the enclosing one_blas_thread is restored after."""
-    one_blas_thread()                   # creates the controller
-    return _CONTROLLER.limit(limits=numba.get_num_threads(), user_api="blas")
+    return _BlasLimit("all")
 
 
 def serial_twin(kernel):

@@ -297,7 +297,7 @@ class MixedLM:
         if fe.size != self.k_fe:
             raise SparseMixedError(f"fe_params must have {self.k_fe} elements, got {fe.size}")
         cp = eng.crossprod
-        bs = fe - eng.gamma                       # the engine's cross-products use y - X gamma
+        bs = fe - eng.fixed.shift                 # the engine's cross-products use y - X gamma
         v = state.cu - state.RZX @ bs
         q = float(cp.yty - 2 * bs @ cp.Xty + bs @ cp.XtX @ bs - v @ v)
         state = dataclasses.replace(state, beta=bs, r2=max(q, 0.0))
@@ -317,7 +317,7 @@ class MixedLM:
     def _score_theta(self, pa, profile_fe):
         eng = self._engine
         state = self._state(pa, profile_fe)
-        dlogM, dlogRX, dr2 = gradient_parts(state, eng.crossprod, eng.relcov, eng.factor, self.reml)
+        dlogM, dlogRX, dr2 = gradient_parts(state, eng.crossprod, eng.relcov, self.reml)
         nu = self._nu()
         s_theta = -0.5 * (dlogM + dlogRX + nu * dr2 / state.r2)
         s_fe = None
@@ -387,7 +387,7 @@ class MixedLM:
         """(GLS estimate of beta at relative cov_re and vcomp, singular flag)."""
         pa = MixedLMParams.from_components(np.zeros(self.k_fe), cov_re=cov_re, vcomp=vcomp)
         state = self._state(pa, profile_fe=True)
-        return state.beta + self._engine.gamma, False
+        return self._engine.fixef_from(state.beta), False
 
     def get_scale(self, fe_params, cov_re, vcomp):
         pa = MixedLMParams.from_components(fe_params, cov_re=cov_re, vcomp=vcomp)

@@ -16,14 +16,21 @@ import scipy.sparse as sp
 BATCH = 256
 
 
+def _factor_at(model, theta):
+    """(state, factor of M at theta): the factor is the state's (held while the state lives;
+    a sparse-X state solved for ML holds M's factor beside Maug's)."""
+    state = model.pls(theta, REML=False)
+    return state, model.engine.m_factor(state)
+
+
 def selected_inverse_and_lambda(model, theta):
     """(S, Lambda) at theta: S = M^-1 on M's pattern as a symmetric sparse matrix (the
     selected inverse of the factor of M at theta), Lambda in CSR.  Products such as
     Lambda S Lambda' are exact on each level's block, which lies in M's pattern."""
     theta = np.asarray(theta, dtype=float)
-    model.pls(theta)                                   # factor M at theta
+    state, factor = _factor_at(model, theta)
     rc = model.relcov
-    Minv = model.factor.selected_inverse(rc.M_indptr, rc.M_indices)
+    Minv = factor.selected_inverse(rc.M_indptr, rc.M_indices)
     S = sp.csc_matrix((Minv, rc.M_indices, rc.M_indptr), shape=(rc.q, rc.q))
     return S + S.T - sp.diags(S.diagonal()), rc.Lambda(theta).tocsr()
 
@@ -38,7 +45,7 @@ def relative_condcov_blocks(model, theta, index_sets) -> list[np.ndarray]:
     """(Lambda M^-1 Lambda')[E, E] for each index set E (dense |E| x |E| blocks), from
     L^-1 P Lambda' e_E computed BATCH columns at a time."""
     theta = np.asarray(theta, dtype=float)
-    model.pls(theta)
+    state, factor = _factor_at(model, theta)
     LamT = model.relcov.Lambda(theta).T.tocsc()
     out: list[np.ndarray] = [None] * len(index_sets)
     batch, cols = [], []
@@ -46,7 +53,7 @@ def relative_condcov_blocks(model, theta, index_sets) -> list[np.ndarray]:
         if not batch:
             return
         idx = np.concatenate([np.asarray(index_sets[i], np.int64) for i in batch])
-        X = np.asarray(model.factor.solve_L(LamT[:, idx].toarray())).reshape(LamT.shape[0], -1)
+        X = np.asarray(factor.solve_L(LamT[:, idx].toarray())).reshape(LamT.shape[0], -1)
         off = 0
         for i in batch:
             k = len(index_sets[i])

@@ -8,18 +8,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from .. import objective as obj
-from ..crossprod import z_matrix
-from ..errors import MissingDataWarning
-from ..formula.design import build_model_frame
-from ..linalg.pls import random_effects
 from .varcorr import term_covariances, varcorr_frame
 from ..inference.blup import BlupMixin
 from ..inference.compare import CompareMixin
@@ -45,12 +39,16 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
 
     @classmethod
     def from_state(cls, model, state, summary, reml: bool) -> "LmerResult":
-        n, p = model.nobs, model.p
-        crit = obj.criterion(state, n, p, reml, model.crossprod.sum_log_w)
-        sigma = math.sqrt(obj.sigma2(state, n, p, reml))
-        u, b = random_effects(state, model.relcov, model.factor)
-        return cls(model, reml, state.theta.copy(), state.beta + model.gamma, sigma, crit,
-                   state.RX.copy(), u, b, summary)
+        """The result at a PLS state (the engine's criterion, sigma and conditional modes)."""
+        eng = model.engine
+        u, b = eng.random_effects(state)
+        return cls(model, reml, state.theta.copy(), model.fixef_from(state.beta),
+                   math.sqrt(eng.sigma2(state, reml)), eng.criterion(state, reml),
+                   cls._rx(state), u, b, summary)
+
+    @staticmethod
+    def _rx(state):
+        return state.RX.copy()
 
     # -- scalars ---------------------------------------------------------------------
     @property
@@ -181,24 +179,17 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
         V = self.vcov_varpar()
         return pd.Series(np.sqrt(np.diag(V.to_numpy())), index=V.index, name="Std. Error")
 
-    # -- row-level quantities (re-encode the model's data) ----------------------------
+    # -- row-level quantities (the model's cached design) -----------------------------
     def _frame(self):
-        m = self.model
-        if m.data is None:
-            raise ValueError("this needs the model's data, which was released (model.data is None)")
-        with warnings.catch_warnings():          # the fit already reported dropped rows
-            warnings.simplefilter("ignore", MissingDataWarning)
-            return build_model_frame(m.parsed, m.data, m.weights_arg, m.offset_arg, m.na_action,
-                                     sparse_X=m.sparse_X)
+        """The fitted rows (model.design(): y, X, Z, offset, weights, kept)."""
+        return self.model.design(what="fitted(), residuals(), predict(), simulate() and getME('X'/'Z'/'y') "
+                                      "need them")
 
     def fitted(self) -> np.ndarray:
         """X beta + Z b (+ offset) for the rows used in the fit."""
-        X, Z = self.model_matrices()
-        out = X @ self.beta + Z @ self.b
-        offset = self.model.offset_arg
-        if offset is None:
-            return out
-        return out + self._frame().offset
+        d = self._frame()
+        out = d.X @ self.beta + d.Z @ self.b
+        return out if d.offset is None else out + d.offset
 
     def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
         """lme4's residuals(): "response" y - fitted, "pearson" sqrt(w) (y - fitted); with
@@ -213,13 +204,9 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
         return r / self.sigma if scaled else r
 
     def model_matrices(self):
-        """(X, Z) for the rows used in the fit, re-encoded from the model's data (Z sparse CSR)."""
-        from ..model import _match_rows
-
-        m = self.model
-        fr = self._frame()
-        Z = z_matrix([fr.rows[i] for i in _match_rows(fr.terms, m.terms)], [t.nlevels for t in m.terms])
-        return fr.X[:, m.fixef_cols], Z
+        """(X, Z) for the rows used in the fit (Z sparse CSR), from the model's design."""
+        d = self._frame()
+        return d.X, d.Z
 
     def getME(self, name: str):
         """lme4's getME: 'X', 'Z', 'Zt', 'y', 'Lambda', 'Lambdat', 'Lind', 'theta', 'lower',
@@ -232,7 +219,7 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
             return self._frame().y
         if name in ("RX", "RZX", "L"):
             state = m.pls(self.theta)
-            return {"RX": state.RX, "RZX": state.RZX, "L": m.factor}[name]
+            return {"RX": state.RX, "RZX": state.RZX, "L": state.factor}[name]
         simple = {
             "Lambda": lambda: m.Lambda(self.theta), "Lambdat": lambda: m.Lambda(self.theta).T.tocsc(),
             "Lind": lambda: m.Lind + 1, "theta": lambda: self.theta, "lower": lambda: m.lower,

@@ -14,8 +14,6 @@ with sparse_X=False.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -33,22 +31,15 @@ def _unsupported(what: str) -> SparseMixedError:
 class SparseXLmerResult(LmerResult):
     """LmerResult of a sparse-X fit (``model.sparse_X`` is True)."""
 
-    @classmethod
-    def from_state(cls, model, state, summary, reml: bool) -> "SparseXLmerResult":
-        n, p = model.nobs, model.p
-        if math.isnan(state.ldL2) and not reml:
-            raise ValueError("an ML sparse-X result needs log|M| in the state (model.pls gives it)")
-        crit = augmented.criterion(state, n, p, reml, model.crossprod.sum_log_w)
-        sigma = math.sqrt(state.r2 / (n - p if reml else n))
-        b = model.relcov.Lambda(state.theta) @ state.u
-        return cls(model, reml, state.theta.copy(), state.beta + model.gamma, sigma, crit,
-                   None, state.u.copy(), np.asarray(b).ravel(), summary)
+    @staticmethod
+    def _rx(state):
+        return None                     # R_X is never formed
 
     def _xinv_diag(self) -> np.ndarray:
         c = self.__dict__.setdefault("_sparse_x_cache_", {})
         if "diag" not in c:
-            self.model.pls(self.theta)             # the shared factors at this fit's theta
-            c["diag"] = self.model.aug.xinv_diag()
+            state = self.model.pls(self.theta)      # Maug's factor at this fit's theta
+            c["diag"] = self.model.engine.aug.xinv_diag(state.factor)
         return c["diag"]
 
     @property
@@ -68,8 +59,8 @@ class SparseXLmerResult(LmerResult):
             return pd.DataFrame(np.zeros((0, 0)))
         c = self.__dict__.setdefault("_sparse_x_cache_", {})
         if "vcov" not in c:
-            self.model.pls(self.theta)
-            c["vcov"] = self.sigma ** 2 * self.model.aug.xinv()
+            state = self.model.pls(self.theta)
+            c["vcov"] = self.sigma ** 2 * self.model.engine.aug.xinv(state.factor)
         return pd.DataFrame(c["vcov"], index=names, columns=names)
 
     # -- methods that need the dense R_ZX / R_X ------------------------------------------

@@ -79,7 +79,7 @@ def deviance(model, sigma: float, theta, reml: bool) -> float:
 def gradient(model, sigma: float, theta, reml: bool) -> np.ndarray:
     """Analytic gradient of d with respect to (sigma, theta)."""
     s = model.pls(theta)
-    dlogM, dlogRX, dr2 = gradient_parts(s, model.crossprod, model.relcov, model.factor, reml)
+    dlogM, dlogRX, dr2 = gradient_parts(s, model.crossprod, model.relcov, reml)
     nu = _nu(model, reml)
     dsigma = 2 * nu / sigma - 2 * s.r2 / sigma ** 3
     return np.concatenate([[dsigma], dlogM + dlogRX + dr2 / sigma ** 2])

@@ -1,0 +1,70 @@
+"""The engine: theta -> PLS state -> criterion, gradient, conditional modes, result.
+
+    state     = engine.solve(theta)                 factor M(theta) (or Maug), solve Henderson's equations
+    criterion = engine.criterion(state, reml)       profiled deviance / REML criterion
+    gradient  = engine.gradient(state, reml)        its analytic gradient in theta
+    (u, b)    = engine.random_effects(state)        conditional modes
+    result    = engine.result_class.from_state(model, state, optsummary, reml)
+
+Two implementations of the :class:`Engine` protocol: :class:`~.dense.DenseEngine` (X dense,
+R_ZX and R_X formed: linalg/pls.py, gradient.py, objective.py) and
+:class:`~.sparse_x.SparseXEngine` (X sparse, the fixed effects inside one sparse factor
+of Maug: linalg/augmented.py, sparse_x.py).  A state owns the factor workspace it was
+computed with (linalg/factor.py: a :class:`~sparsemixed.linalg.factor.FactorPool` leases
+one per live state), so evaluations from several threads never share values.
+:meth:`Engine.reweighted` gives an engine on the same symbolic analysis for new weighted
+cross-products (the step a GLMM's PIRLS repeats: docs/architecture.md).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Engine(Protocol):
+    crossprod: object         # crossprod.CrossProducts of [Z X y], weighted
+    relcov: object            # relcov.RelCov: theta -> Lambda, M
+    sparse_X: bool
+    cheap_gradient: bool      # a gradient costs about an evaluation (False: prefer BOBYQA)
+
+    def solve(self, theta: np.ndarray, weights=None, reml: bool = True):
+        """The PLS state at theta, owning the factor it was computed with."""
+
+    def criterion(self, state, reml: bool) -> float:
+        """The profiled ML deviance or REML criterion of a state."""
+
+    def gradient(self, state, reml: bool) -> np.ndarray:
+        """d criterion / d theta at the state's theta."""
+
+    def random_effects(self, state) -> tuple[np.ndarray, np.ndarray]:
+        """(u, b = Lambda u) at the state's theta."""
+
+    def reweighted(self, crossprod) -> "Engine":
+        """The engine for new cross-products on the same pattern (new weights or response),
+        sharing the symbolic analysis."""
+
+    @property
+    def result_class(self) -> type:
+        """The result class :meth:`from_state` builds."""
+
+    @property
+    def factor(self):
+        """The analysed factor (ordering, permutation); values live in the states."""
+
+
+def make_engine(crossprod, relcov, terms, theta0, sparse_X: bool, ordering: str = "auto",
+                memory_limit=None) -> Engine:
+    """Symbolic analysis once, then the engine for dense or sparse X."""
+    from ..linalg.select import leading_block, select_factor
+    from .dense import DenseEngine
+
+    M0 = relcov.M(theta0)
+    q1, k1, perm = leading_block(terms)
+    factor, table = select_factor(M0, q1, k1, ordering, memory_limit, perm)
+    if not sparse_X:
+        return DenseEngine(crossprod, relcov, factor, table)
+    from .sparse_x import SparseXEngine
+
+    return SparseXEngine.build(crossprod, relcov, factor, table, theta0, ordering, memory_limit)

@@ -1,0 +1,183 @@
+"""The fit policy: optimizer choice, start, restarts, saddle escape, convergence check.
+
+    theta-hat = argmin objective(theta)  over  theta >= lower
+    fit = minimize -> check -> (restart from the stop | step off a saddle) -> ... -> result
+
+Every tolerance and threshold of this policy is a field of :class:`FitControl` (lme4's
+``lmerControl``), passed as ``model.fit(control=FitControl(...))``; the model supplies the
+objective and gradient (model.py), the optimizers are small adapters (optimize.py), the
+checks live in diagnostics.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .diagnostics import SCALED_GRAD_TOL
+from .errors import SparseMixedError
+from .optimize import (DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS, OptSummary,
+                       escape_saddle, merge_restart, minimize)
+from .progress import progress
+from .start import moment_step
+
+
+@dataclass(frozen=True)
+class FitControl:
+    """Tolerances and thresholds of :func:`fit` (defaults: today's measured values).
+
+    maxeval, ftol_abs, xtol_abs
+        the optimizer's stops (evaluations; absolute change of the criterion; of theta).
+    check_convergence
+        the scaled-gradient/Hessian check after the fit: always (True), never (False), or
+        when it costs under ``check_budget`` of the fit's time (None).
+    check_budget, check_budget_min
+        that share (0.25) and a floor in seconds (0.2).
+    near_boundary, near_boundary_budget
+        a diagonal theta_k within ``near_boundary`` of its bound but off it raises the
+        check's budget to ``near_boundary_budget`` times the fit's time (gradient methods
+        stall there, on a flat even criterion or a saddle).
+    scaled_grad_tol
+        a scaled gradient H^-1 g above this fails the check (lme4's 2e-3).
+    max_saddle_restarts, saddle_steps
+        steps off a saddle point along the direction of negative curvature.
+    max_gradient_restarts
+        restarts from the stop when the scaled gradient is above ``scaled_grad_tol``.
+    """
+
+    maxeval: int = 100_000
+    ftol_abs: float = 1e-8
+    xtol_abs: float = 1e-8
+    check_convergence: bool | None = None
+    check_budget: float = 0.25
+    check_budget_min: float = 0.2
+    near_boundary: float = 0.01
+    near_boundary_budget: float = 1.0
+    scaled_grad_tol: float = SCALED_GRAD_TOL
+    max_saddle_restarts: int = MAX_SADDLE_RESTARTS
+    saddle_steps: tuple = SADDLE_STEPS
+    max_gradient_restarts: int = MAX_GRADIENT_RESTARTS
+
+
+def choose_optimizer(model) -> str:
+    """The default optimizer ("auto"), chosen by measurement (benchmarks/optimizers.py,
+    results in benchmarks/results/):
+
+    * every theta a scalar intercept term's (crossed and nested random intercepts):
+      BOBYQA started from moment estimates (:meth:`moment_start`) with a first trust
+      region of 10%: those starts land near the optimum and BOBYQA then needs no gradient
+      (InstEval 28 evaluations against L-BFGS-B's 25 at about three times the cost each).
+    * an engine whose gradient is dear (``cheap_gradient`` False: sparse X, where a gradient
+      needs the selected inverse of Maug): BOBYQA.
+    * otherwise L-BFGS-B with the analytic gradient from lme4's start (15 reference models:
+      231 evaluations in all against BOBYQA's 627, lme4's criterion or lower on every one);
+      stops on the boundary theta_k = 0 are checked by optimize.leave_boundary;
+    * BOBYQA also when the dense Schur block is large (q2 >= blocked.LARGE_DENSE_Q2) and
+      theta short: one gradient there costs about four criterion evaluations.
+
+    An explicit ``optimizer=`` starts from lme4's theta unless ``start=`` says otherwise."""
+    from .linalg import blocked
+
+    if not model.engine.cheap_gradient or model.moment_start()[1].all():
+        return "bobyqa"
+    f = model.factor
+    if f.ordering == "blocked" and f.q2 >= blocked.LARGE_DENSE_Q2 and model.theta0.size <= 4:
+        return "bobyqa"
+    return "lbfgsb"
+
+
+def _start(model, start, optimizer):
+    """(x0, initial trust-region step or None)."""
+    if isinstance(start, str):
+        if start not in ("lme4", "moments"):
+            raise SparseMixedError(f"start must be 'lme4', 'moments' or a vector of {model.theta0.size} "
+                                   f"numbers, got {start!r}")
+        if start == "moments":
+            x0, estimated = model.moment_start()
+            # near the optimum: a first trust region as small as the start's error (nlopt's default elsewhere)
+            return x0, moment_step(model.terms, x0, estimated)
+        return model.theta0, None
+    return (model.theta0 if start is None else model._theta(start)), None
+
+
+def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose: bool = False,
+        control: FitControl = FitControl()):
+    """Optimise theta (see LinearMixedModel.fit) and return the engine's result."""
+    from .diagnostics import check_singular, warn_convergence
+
+    if optimizer == "auto":
+        optimizer = choose_optimizer(model)
+        if start is None and optimizer == "bobyqa" and model.moment_start()[1].all():
+            start = "moments"
+    x0, step = _start(model, start, optimizer)
+    summary = OptSummary(initial=np.array(x0, float), lower=model.lower, method=optimizer,
+                         ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=int(control.maxeval),
+                         initial_step=step)
+    bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
+    fun = lambda th: model.objective(th, reml)
+    run = lambda s: minimize(fun, s, fun_grad=lambda th: model.objective_and_gradient(th, reml),
+                             progress=None if bar is None else
+                             lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
+    try:
+        run(summary)
+        _check_fit(model, summary, reml, control)
+        while summary.feval < summary.maxeval:
+            x1 = _restart_point(model, summary, fun, control)
+            if x1 is None:
+                break
+            sub = dataclasses.replace(summary, initial=x1, initial_step=None, final=None, fmin=np.inf,
+                                      feval=0, geval=0, seconds=0.0, trace=[], diagnostics={},
+                                      maxeval=max(1, summary.maxeval - summary.feval))
+            run(sub)
+            merge_restart(summary, sub)
+            _check_fit(model, summary, reml, control)
+    finally:
+        if bar is not None:
+            bar.close()
+    warn_convergence(summary.diagnostics, stacklevel=4, tol=control.scaled_grad_tol)
+    check_singular(model, summary.final, stacklevel=4)
+    state = model.pls(summary.final, reml)       # the factor at the best theta seen
+    return model.engine.result_class.from_state(model, state, summary, reml)
+
+
+def _restart_point(model, summary, fun, control: FitControl):
+    """Where to restart after the convergence check, or None: off a saddle point (the
+    check found negative curvature; up to ``max_saddle_restarts``), or from the stop itself
+    when the scaled gradient H^-1 g is above tolerance although the Hessian is positive
+    definite (a quasi-Newton stop on a stale curvature model; up to ``max_gradient_restarts``)."""
+    diag = summary.diagnostics
+    if diag.get("hessian_positive_definite") is False:
+        if summary.saddle_restarts >= control.max_saddle_restarts:
+            return None
+        x1 = escape_saddle(fun, summary.final, summary.fmin, model.lower, diag["descent_direction"],
+                           steps=control.saddle_steps)
+        summary.feval += 2 * len(control.saddle_steps)
+        summary.saddle_restarts += x1 is not None
+        return x1
+    scaled = diag.get("scaled_gradient")
+    if (diag.get("hessian_positive_definite") and scaled is not None and len(scaled)
+            and np.max(np.abs(scaled)) > control.scaled_grad_tol
+            and summary.gradient_restarts < control.max_gradient_restarts):
+        summary.gradient_restarts += 1
+        return np.array(summary.final, dtype=float)
+    return None
+
+
+def _check_fit(model, summary, reml: bool, control: FitControl) -> None:
+    """summary.diagnostics: the convergence check at summary.final (without warning),
+    when its cost fits the budget (``control.check_convergence``)."""
+    from .diagnostics import check_convergence
+
+    cc = control.check_convergence
+    budget = {True: np.inf, False: -1.0}.get(cc, max(control.check_budget_min, control.check_budget * summary.seconds))
+    x = np.asarray(summary.final, dtype=float)
+    near = np.isfinite(model.lower) & (x > model.lower + 1e-10) & (x < model.lower + control.near_boundary)
+    if cc is None and near.any():
+        budget = max(budget, control.near_boundary_budget * summary.seconds)
+    reason = "check_convergence=False"
+    if not model.engine.cheap_gradient and cc is None:
+        budget, reason = -1.0, ("skipped by default: each gradient of this engine needs a selected inverse "
+                                "(sparse X: of Maug); fit(check_convergence=True) forces it")
+    summary.diagnostics = (check_convergence(model, summary, reml, budget_seconds=budget, warn=False)
+                           if budget >= 0 else {"checked": False, "reason": reason})
