@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from ..progress import progress as progress_bar
 from ..errors import NumericalError, SparseMixedError, SparseMixedWarning
+from ..results.varcorr import profile_names, sdcor
 
 
 class BootstrapWarning(SparseMixedWarning):
@@ -77,35 +78,13 @@ def norm_inter(t, alpha) -> np.ndarray:
     return out
 
 
-def sdcor(terms, theta, sigma) -> np.ndarray:
-    """lme4's Cv_to_Sv(theta, s=sigma) without sigma: sd (diagonal) / correlation (below)."""
-    out, off = [], 0
-    for t in terms:
-        T = t.cov.T(theta[off: off + t.ntheta])
-        S = T @ T.T
-        sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
-        for r, c in zip(*t.cov.tril_indices()):
-            if r == c:
-                out.append(sigma * sd[r])
-            else:
-                d = sd[r] * sd[c]
-                out.append(S[r, c] / d if d > 0 else np.nan)
-        off += t.ntheta
-    return np.asarray(out, dtype=float)
-
-
-def profile_names(result) -> list[str]:
-    """lme4's rows of confint: .sig01, .sig02, ..., .sigma."""
-    return [f".sig{i + 1:02d}" for i in range(result.theta.size)] + [".sigma"]
-
-
 def _sdcor_statistic(res) -> pd.Series:
     vals = np.concatenate([sdcor(res.model.terms, res.theta, res.sigma), [res.sigma], res.beta])
-    return pd.Series(vals, index=profile_names(res) + list(res.model.fixef_names))
+    return pd.Series(vals, index=profile_names(res.model))
 
 
 def _default_statistic(res) -> pd.Series:
-    from ..results.varpar import theta_names
+    from .varpar import theta_names
 
     vals = np.concatenate([res.beta, [res.sigma], res.theta])
     return pd.Series(vals, index=list(res.model.fixef_names) + ["sigma"] + theta_names(res.model.terms))
@@ -216,7 +195,7 @@ class SimulateMixin:
         correlation scale) or "profile" (``sparsemixed.inference.profile.profile_confint``)."""
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1, got {level!r}")
-        vn = profile_names(self)
+        vn = profile_names(self.model, fixef=False)
         names = vn + list(self.model.fixef_names)
         a = np.array([(1 - level) / 2, (1 + level) / 2])
         cols = format_perc(a)
@@ -225,7 +204,7 @@ class SimulateMixin:
                 from .profile import profile_confint
             except ImportError as exc:
                 raise ImportError("confint(method='profile') needs profile_confint from "
-                                  f"sparsemixed/inference/profile.py, which cannot be imported ({exc}); "
+                                  f"sparsemixed/inference/profile/, which cannot be imported ({exc}); "
                                   "use method='Wald' or 'boot' meanwhile") from exc
             return profile_confint(self, parm=parm, level=level)
         which = _select_parm(parm, names, len(vn))
