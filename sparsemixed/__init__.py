@@ -38,7 +38,7 @@ from . import datasets
 from .api import lmer
 from .inference.compare import anova
 from .inference.vartests import lrt_variance, oneway_anova
-from .errors import (ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
+from .errors import (ArgumentError, ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
                      SparseMixedError,
                      SparseMixedWarning)
@@ -52,7 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
-    "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
+    "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
     "IdentifiabilityWarning", "SingularFitWarning", "ScaleWarning", "CostWarning",
 ]

@@ -135,7 +135,7 @@ class SimulateMixin:
         docstring.  ``seed``: None, an int or a ``numpy.random.Generator``."""
         nsim = int(nsim)
         if nsim < 1:
-            raise ValueError(f"nsim must be a positive integer, got {nsim}")
+            raise SparseMixedError(f"nsim must be a positive integer, got {nsim}")
         rng = _rng(seed)
         parts = self._sim_parts()
         cols = {f"sim_{j + 1}": self._draw(parts, rng, use_u) for j in range(nsim)}
@@ -151,7 +151,7 @@ class SimulateMixin:
         ``progress=True`` shows a tqdm bar."""
         n = int(n)
         if n < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
+            raise SparseMixedError(f"n must be a positive integer, got {n}")
         stat = _default_statistic if statistic is None else statistic
         t0 = stat(self)
         t0s = pd.Series(t0) if np.ndim(t0) else pd.Series([t0], index=["statistic"])
@@ -194,7 +194,7 @@ class SimulateMixin:
         "boot" (percentile intervals from ``nsim`` parametric bootstrap refits, on the sd /
         correlation scale) or "profile" (``sparsemixed.inference.profile.profile_confint``)."""
         if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1, got {level!r}")
+            raise SparseMixedError(f"level must be between 0 and 1, got {level!r}")
         vn = profile_names(self.model, fixef=False)
         names = vn + list(self.model.fixef_names)
         a = np.array([(1 - level) / 2, (1 + level) / 2])
@@ -221,5 +221,5 @@ class SimulateMixin:
                               f"finite bootstrap values the {cols[0]} / {cols[1]} percentiles fall at or "
                               "beyond the smallest/largest; use a larger nsim", BootstrapWarning, stacklevel=2)
         else:
-            raise ValueError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
+            raise SparseMixedError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
         return pd.DataFrame(ci[which], index=[names[i] for i in which], columns=cols)
