@@ -27,11 +27,8 @@ Pipeline (one module per step):
 """
 import os as _os
 
-# numba's parallel kernels run on GNU OpenMP, whose idle threads spin for about 300,000
-# iterations after each kernel and take the core from the dense Cholesky that follows (its
-# Python threads); a shorter spin, read when libgomp loads, keeps the wake-ups cheap and
-# leaves the core free (InstEval evaluation 14.3 -> 12.0 ms, 1M rows 61 -> 56 ms;
-# linalg/threads.py).  A value the user has set is kept.
+# shorter GNU OpenMP spin: idle numba threads leave the core to the dense Cholesky (user's value kept)
+# measured: benchmarks/results/2026-12-05-vm-b.md -> vm-d.md (benchmarks/README.md); linalg/threads.py
 _os.environ.setdefault("GOMP_SPINCOUNT", "50000")
 
 from . import datasets
