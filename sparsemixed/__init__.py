@@ -27,18 +27,15 @@ Pipeline (one module per step):
 """
 import os as _os
 
-# numba's parallel kernels run on GNU OpenMP, whose idle threads spin for about 300,000
-# iterations after each kernel and take the core from the dense Cholesky that follows (its
-# Python threads); a shorter spin, read when libgomp loads, keeps the wake-ups cheap and
-# leaves the core free (InstEval evaluation 14.3 -> 12.0 ms, 1M rows 61 -> 56 ms;
-# linalg/threads.py).  A value the user has set is kept.
+# shorter GNU OpenMP spin: idle numba threads leave the core to the dense Cholesky (user's value kept)
+# measured: benchmarks/results/2026-12-05-vm-b.md -> vm-d.md (benchmarks/README.md); linalg/threads.py
 _os.environ.setdefault("GOMP_SPINCOUNT", "50000")
 
 from . import datasets
 from .api import lmer
 from .inference.compare import anova
 from .inference.vartests import lrt_variance, oneway_anova
-from .errors import (ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
+from .errors import (ArgumentError, ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
                      SparseMixedError,
                      SparseMixedWarning)
@@ -52,7 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
-    "SparseMixedError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
+    "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",
     "IdentifiabilityWarning", "SingularFitWarning", "ScaleWarning", "CostWarning",
 ]

@@ -10,6 +10,11 @@ class SparseMixedError(ValueError):
     """Base class of all input errors raised by sparsemixed."""
 
 
+class ArgumentError(SparseMixedError, TypeError):
+    """A call is missing a required keyword argument or got one it does not take (also a
+    ``TypeError``, as Python's own error for such a call)."""
+
+
 class FormulaError(SparseMixedError):
     """The model formula cannot be parsed or refers to something that does not exist."""
 

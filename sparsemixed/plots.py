@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .errors import SparseMixedError
+
 
 def _plt():
     try:
@@ -46,7 +48,7 @@ def caterpillar(result, group: str | None = None, level: float = 0.95, max_level
     rf = result.ranef_frame()
     group = group or rf["grpvar"].iloc[0]
     if group not in set(rf["grpvar"]):
-        raise ValueError(f"no grouping factor {group!r}; the model has {sorted(set(rf['grpvar']))}")
+        raise SparseMixedError(f"no grouping factor {group!r}; the model has {sorted(set(rf['grpvar']))}")
     part = rf[rf["grpvar"] == group]
     terms = list(dict.fromkeys(part["term"]))
     first = part[part["term"] == terms[0]].sort_values("condval")
@@ -77,12 +79,14 @@ def group_panels(result, x: str, group: str | None = None, ncols: int = 6, max_g
     m = result.model
     data = m.data
     if data is None:
-        raise ValueError("group_panels needs the model's data (model.data is None)")
+        raise SparseMixedError("group_panels needs the data the model was built from, and this model has none "
+                               "(model.data is None: built from matrices or a streamed source); plot a model "
+                               "built with sm.lmer(formula, DataFrame)")
     response = m.parsed.response
     coefs = result.coef()
     group = group or next(iter(coefs))
     if group not in coefs:
-        raise ValueError(f"no grouping factor {group!r}; the model has {list(coefs)}")
+        raise SparseMixedError(f"no grouping factor {group!r}; the model has {list(coefs)}")
     cf = coefs[group]
     fe = result.fixef
     levels = list(cf.index)[:max_groups]
@@ -133,7 +137,7 @@ def qq(result, which: str = "residuals", group: str | None = None, ax=None):
         v = part[part["term"] == term]["condval"].to_numpy()
         title = f"Normal QQ: modes of {group} ({term})"
     else:
-        raise ValueError(f"which must be 'residuals' or 'ranef', got {which!r}")
+        raise SparseMixedError(f"which must be 'residuals' or 'ranef', got {which!r}")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.5))
     (osm, osr), (slope, icpt, _) = stats.probplot(v, dist="norm")
     ax.plot(osm, osr, "o", ms=3)

@@ -567,8 +567,9 @@ def test_non_boolean_REML(d):
 # ---------------------------------------------------------------------------------------
 
 def test_mixedlm_without_groups(d):
-    # a missing required argument: TypeError, as Python gives (statsmodels: AttributeError)
-    with unchanged(d), fails(TypeError, r"'groups' is a required keyword argument in MixedLM\.from_formula"):
+    # a missing required argument: ArgumentError, a TypeError as Python gives (statsmodels: AttributeError)
+    assert issubclass(sm.ArgumentError, TypeError)
+    with unchanged(d), fails(sm.ArgumentError, r"'groups' is a required keyword argument in MixedLM\.from_formula"):
         sm.mixedlm("Reaction ~ Days", d)
 
 

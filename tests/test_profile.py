@@ -1,4 +1,4 @@
-"""Profile likelihood (sparsemixed/inference/profile.py) against lme4 1.1-31's profile() and
+"""Profile likelihood (sparsemixed/inference/profile/) against lme4 1.1-31's profile() and
 confint(method="profile"), stored in tests/reference/lme4_profile.json (regenerate with
 `Rscript tests/reference/make_profile_reference.R`).
 
@@ -9,7 +9,7 @@ the two differ by lme4's interpolation error (up to ~2e-4 relative here); at lme
 points the two profiles agree to ~1e-8 where lme4's inner optimizer converged.
 Independent checks: the profiled deviance at a point against direct minimisations over
 the other parameters (a re-fit with an offset, and generic optimizers on the deviance
-d(sigma, theta) of sparsemixed.results.varpar on lme4's sd/cor scale).
+d(sigma, theta) of sparsemixed.inference.varpar on lme4's sd/cor scale).
 """
 import json
 import math
@@ -24,9 +24,9 @@ from scipy.stats import chi2
 
 import sparsemixed as sm
 from sparsemixed.errors import SparseMixedError
-from sparsemixed.inference import profile as prof_mod
+from sparsemixed.inference.profile import core as prof_mod
 from sparsemixed.inference.profile import Profiler, profile, profile_confint
-from sparsemixed.results.varpar import deviance as dev_sigma_theta
+from sparsemixed.inference.varpar import deviance as dev_sigma_theta
 
 # the singular reference model warns at each (re)fit; that is not what is tested here
 pytestmark = pytest.mark.filterwarnings(r"ignore:boundary \(singular\) fit")

@@ -1,4 +1,4 @@
-"""Covariance of the variance parameters (sigma, theta): sparsemixed/results/varpar.py
+"""Covariance of the variance parameters (sigma, theta): sparsemixed/inference/varpar.py
 against tests/reference/lme4_varpar.json (numDeriv Hessian of the same deviance built from
 lme4 1.1-31's internals; regenerate with `Rscript tests/reference/make_varpar_reference.R`).
 
@@ -14,8 +14,8 @@ import pytest
 
 import sparsemixed as sm
 from conftest import fit_reference
-from sparsemixed.results import varpar
-from sparsemixed.results.varpar import VarParWarning
+from sparsemixed.inference import varpar
+from sparsemixed.inference.varpar import VarParWarning
 
 VP = json.loads((pathlib.Path(__file__).parent / "reference" / "lme4_varpar.json").read_text())
 NAMES = [k for k in VP if not k.startswith("_")]

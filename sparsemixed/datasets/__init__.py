@@ -11,6 +11,8 @@ from importlib import resources
 
 import pandas as pd
 
+from ..errors import SparseMixedError
+
 _FACTORS = {
     "sleepstudy": ["Subject"], "sleepstudy2": ["Subject", "phase"], "Dyestuff": ["Batch"],
     "Dyestuff2": ["Batch"], "Penicillin": ["plate", "sample"], "Pastes": ["batch", "cask", "sample"],
@@ -31,10 +33,14 @@ def names() -> list[str]:
     return sorted(_FACTORS)
 
 
+def _check_name(name: str) -> None:
+    if name not in _FACTORS:
+        raise SparseMixedError(f"unknown data set {name!r}; available: {', '.join(names())}")
+
+
 def load(name: str) -> pd.DataFrame:
     """Load a bundled data set by name (see :func:`names`)."""
-    if name not in _FACTORS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(names())}")
+    _check_name(name)
     path = resources.files(__package__) / "data" / f"{name}.csv"
     with resources.as_file(path) as p:
         df = pd.read_csv(p, dtype={c: str for c in _FACTORS[name]})
@@ -156,8 +162,7 @@ DOCS = {
 def describe(name: str) -> str:
     """The documentation of a bundled data set: title, description, columns, source and
     origin/licence, as plain text (also in docs/datasets.md)."""
-    if name not in _FACTORS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(names())}")
+    _check_name(name)
     d = DOCS[name]
     width = max(len(c) for c in d["columns"])
     cols = "\n".join(f"  {c:<{width}}  {text}" for c, text in d["columns"].items())

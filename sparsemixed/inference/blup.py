@@ -9,7 +9,7 @@
 The conditional variance treats beta as known (what lme4 reports); the prediction error
 variance (lecture: G - G Z'PZ G with P = V^-1 - V^-1 X (X'V^-1 X)^-1 X'V^-1) adds the
 uncertainty of beta-hat: the second term, a q x p computation.  Both need M^-1 only
-within each level's block, which a selected inverse gives (results/condvar.py): no
+within each level's block, which a selected inverse gives (inference/condvar.py): no
 dense q x q inverse.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.linalg as sla
 
 from ..errors import SparseMixedError
-from ..results.condvar import relative_condvar_diag, selected_inverse_and_lambda
+from .condvar import relative_condvar_diag, selected_inverse_and_lambda
 
 KINDS = ("conditional", "pev")
 

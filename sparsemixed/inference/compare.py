@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import SparseMixedError
+from ..errors import ArgumentError, SparseMixedError
 from .vartests import _check_same_data, _same_fixed, lrt_variance
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -49,7 +49,8 @@ def anova(*results, **kw):
     refit = kw.pop("refit", True)
     names = kw.pop("names", None)
     if kw:
-        raise TypeError(f"anova() got unexpected keyword arguments {sorted(kw)} for several models")
+        raise ArgumentError(f"anova() got unexpected keyword arguments {sorted(kw)} for several models; "
+                            "with several models it takes only refit= and names=")
     for r in results:
         if not hasattr(r, "model") or not hasattr(r, "loglik"):
             raise SparseMixedError(f"anova compares fitted models (LmerResult); got {type(r).__name__}")

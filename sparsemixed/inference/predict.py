@@ -197,9 +197,9 @@ class PredictMixin(SimulateMixin):
         module docstring for exactly what each variance includes.  Rows with a missing value
         in a column the prediction uses are NaN (lme4's na.pass)."""
         if interval not in ("none", "confidence", "prediction"):
-            raise ValueError(f"interval must be 'none', 'confidence' or 'prediction', got {interval!r}")
+            raise SparseMixedError(f"interval must be 'none', 'confidence' or 'prediction', got {interval!r}")
         if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1, got {level!r}")
+            raise SparseMixedError(f"level must be between 0 and 1, got {level!r}")
         model = self.model
         sel = _select_terms(self, re_form, newdata)
         if newdata is None:

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy import stats
 
-from ..results.varpar import varpar_cov
+from .varpar import varpar_cov
 
 EIG_EPS = np.sqrt(np.finfo(float).eps)
 
@@ -65,7 +65,7 @@ class SattPieces:
 
 def pieces(model, theta, sigma: float, reml: bool) -> SattPieces:
     """Everything the Satterthwaite computations need at (theta, sigma): q x p work plus the
-    (1 + ntheta)-dimensional Hessian of the deviance (results.varpar)."""
+    (1 + ntheta)-dimensional Hessian of the deviance (inference.varpar)."""
     theta = np.asarray(theta, float)
     state = model.pls(theta)
     cp, rc = model.crossprod, model.relcov

@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from ..progress import progress as progress_bar
 from ..errors import NumericalError, SparseMixedError, SparseMixedWarning
+from ..results.varcorr import profile_names, sdcor
 
 
 class BootstrapWarning(SparseMixedWarning):
@@ -77,35 +78,13 @@ def norm_inter(t, alpha) -> np.ndarray:
     return out
 
 
-def sdcor(terms, theta, sigma) -> np.ndarray:
-    """lme4's Cv_to_Sv(theta, s=sigma) without sigma: sd (diagonal) / correlation (below)."""
-    out, off = [], 0
-    for t in terms:
-        T = t.cov.T(theta[off: off + t.ntheta])
-        S = T @ T.T
-        sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
-        for r, c in zip(*t.cov.tril_indices()):
-            if r == c:
-                out.append(sigma * sd[r])
-            else:
-                d = sd[r] * sd[c]
-                out.append(S[r, c] / d if d > 0 else np.nan)
-        off += t.ntheta
-    return np.asarray(out, dtype=float)
-
-
-def profile_names(result) -> list[str]:
-    """lme4's rows of confint: .sig01, .sig02, ..., .sigma."""
-    return [f".sig{i + 1:02d}" for i in range(result.theta.size)] + [".sigma"]
-
-
 def _sdcor_statistic(res) -> pd.Series:
     vals = np.concatenate([sdcor(res.model.terms, res.theta, res.sigma), [res.sigma], res.beta])
-    return pd.Series(vals, index=profile_names(res) + list(res.model.fixef_names))
+    return pd.Series(vals, index=profile_names(res.model))
 
 
 def _default_statistic(res) -> pd.Series:
-    from ..results.varpar import theta_names
+    from .varpar import theta_names
 
     vals = np.concatenate([res.beta, [res.sigma], res.theta])
     return pd.Series(vals, index=list(res.model.fixef_names) + ["sigma"] + theta_names(res.model.terms))
@@ -156,7 +135,7 @@ class SimulateMixin:
         docstring.  ``seed``: None, an int or a ``numpy.random.Generator``."""
         nsim = int(nsim)
         if nsim < 1:
-            raise ValueError(f"nsim must be a positive integer, got {nsim}")
+            raise SparseMixedError(f"nsim must be a positive integer, got {nsim}")
         rng = _rng(seed)
         parts = self._sim_parts()
         cols = {f"sim_{j + 1}": self._draw(parts, rng, use_u) for j in range(nsim)}
@@ -172,7 +151,7 @@ class SimulateMixin:
         ``progress=True`` shows a tqdm bar."""
         n = int(n)
         if n < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
+            raise SparseMixedError(f"n must be a positive integer, got {n}")
         stat = _default_statistic if statistic is None else statistic
         t0 = stat(self)
         t0s = pd.Series(t0) if np.ndim(t0) else pd.Series([t0], index=["statistic"])
@@ -214,8 +193,8 @@ class SimulateMixin:
         "boot" (percentile intervals from ``nsim`` parametric bootstrap refits, on the sd /
         correlation scale) or "profile" (``sparsemixed.inference.profile.profile_confint``)."""
         if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1, got {level!r}")
-        vn = profile_names(self)
+            raise SparseMixedError(f"level must be between 0 and 1, got {level!r}")
+        vn = profile_names(self.model, fixef=False)
         names = vn + list(self.model.fixef_names)
         a = np.array([(1 - level) / 2, (1 + level) / 2])
         cols = format_perc(a)
@@ -224,7 +203,7 @@ class SimulateMixin:
                 from .profile import profile_confint
             except ImportError as exc:
                 raise ImportError("confint(method='profile') needs profile_confint from "
-                                  f"sparsemixed/inference/profile.py, which cannot be imported ({exc}); "
+                                  f"sparsemixed/inference/profile/, which cannot be imported ({exc}); "
                                   "use method='Wald' or 'boot' meanwhile") from exc
             return profile_confint(self, parm=parm, level=level)
         which = _select_parm(parm, names, len(vn))
@@ -241,5 +220,5 @@ class SimulateMixin:
                               f"finite bootstrap values the {cols[0]} / {cols[1]} percentiles fall at or "
                               "beyond the smallest/largest; use a larger nsim", BootstrapWarning, stacklevel=2)
         else:
-            raise ValueError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
+            raise SparseMixedError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
         return pd.DataFrame(ci[which], index=[names[i] for i in which], columns=cols)

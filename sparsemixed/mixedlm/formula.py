@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import DataError, FormulaError, MissingDataWarning
+from ..errors import ArgumentError, DataError, FormulaError, MissingDataWarning
 
 
 def _matrix(formula: str, data: pd.DataFrame, what: str, sparse: bool = False):
@@ -55,7 +55,8 @@ def _vc_component(name, formula, data, gcodes):
 
 def model_from_formula(cls, formula, data, re_formula, vc_formula, subset, missing, kwargs):
     if "groups" not in kwargs:
-        raise TypeError("'groups' is a required keyword argument in MixedLM.from_formula")
+        raise ArgumentError("'groups' is a required keyword argument in MixedLM.from_formula: pass the "
+                            "grouping column's name (groups=\"Subject\") or one label per row")
     groups = kwargs.pop("groups")
     use_sqrt = kwargs.pop("use_sqrt", True)
     if not isinstance(data, pd.DataFrame):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SparseMixedError
+
 
 def lower_factor(psi: np.ndarray) -> np.ndarray:
     """Lower triangular T with T T' = psi for a symmetric positive semi-definite psi
@@ -50,8 +52,9 @@ class MixedLMParams:
         k_re2 = k_re * (k_re + 1) // 2
         k_vc = params.size - k_re2 - (k_fe if has_fe else 0)
         if k_vc < 0:
-            raise ValueError(f"packed parameter vector of length {params.size} is too short for "
-                             f"k_fe={k_fe}, k_re={k_re} (has_fe={has_fe})")
+            raise SparseMixedError(f"packed parameter vector of length {params.size} is too short for "
+                                   f"k_fe={k_fe}, k_re={k_re} (has_fe={has_fe}): it needs at least "
+                                   f"{k_re2 + (k_fe if has_fe else 0)} values")
         pa = MixedLMParams(k_fe, k_re, k_vc)
         off = 0
         if has_fe:

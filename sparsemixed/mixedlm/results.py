@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ConvergenceWarning, SparseMixedError
-from ..results.condvar import relative_condcov_blocks, relative_condvar_diag
+from ..inference.condvar import relative_condcov_blocks, relative_condvar_diag
 from .model import MAX_GROUP_COV
 from .params import MixedLMParams
 

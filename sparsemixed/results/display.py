@@ -4,10 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def _fmt(x, digits=4):
-    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
-
-
 def lme4_summary(res) -> str:
     m = res.model
     lines = []

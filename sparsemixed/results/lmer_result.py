@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from ..diagnostics import singular_terms
 from .varcorr import term_covariances, varcorr_frame
 from ..inference.blup import BlupMixin
 from ..inference.compare import CompareMixin
 from ..inference.ddf import DdfMixin
 from ..inference.predict import PredictMixin
 from .export import ExportMixin
-
-SINGULAR_TOL = 1e-4
 
 
 @dataclass
@@ -83,8 +82,7 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
     @property
     def is_singular(self) -> bool:
         """lme4's isSingular: a bounded (diagonal) theta element below 1e-4."""
-        lower = self.model.lower
-        return bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
+        return bool(singular_terms(self.model, self.theta))
 
     @property
     def ngroups(self) -> dict:
@@ -165,7 +163,7 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
         """Approximate covariance 2 H^-1 of (sigma, theta), H the Hessian of the deviance in
         (sigma, theta) (see :mod:`.varpar`; boundary parameters get NaN and a VarParWarning).
         ``.attrs`` holds the Hessian, the boundary mask and the note."""
-        from .varpar import varpar_cov
+        from ..inference.varpar import varpar_cov
 
         vc = varpar_cov(self.model, self.sigma, self.theta, self.REML)
         df = pd.DataFrame(vc.cov, index=vc.names, columns=vc.names)

@@ -42,7 +42,3 @@ class CovarianceFactor:
     def theta_of(self, T: np.ndarray) -> np.ndarray:
         rows, cols = self.tril_indices()
         return np.asarray(T, dtype=float)[rows, cols]
-
-    def is_diagonal(self, theta: np.ndarray) -> bool:
-        rows, cols = self.tril_indices()
-        return bool(np.all(theta[rows != cols] == 0))

@@ -1,4 +1,4 @@
-# Reference for sparsemixed/inference/profile.py: lme4's profile() and
+# Reference for sparsemixed/inference/profile/: lme4's profile() and
 # confint(fit, method = "profile").
 #
 # lme4 (1.1-31) profiles the ML deviance even for REML fits: devfun2() starts with

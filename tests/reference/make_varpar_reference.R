@@ -1,4 +1,4 @@
-# Reference for sparsemixed/results/varpar.py: the Hessian of the deviance in (sigma, theta)
+# Reference for sparsemixed/inference/varpar.py: the Hessian of the deviance in (sigma, theta)
 # (beta profiled), computed in R from lme4's own internals, at lme4's optimum.
 #
 #   ML:   d(sigma, theta) = log|L|^2 + n log(2 pi sigma^2) + r2(theta) / sigma^2 - sum log w

@@ -31,11 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..diagnostics import SINGULAR_TOL
 from ..errors import SparseMixedWarning
 from ..gradient import gradient_parts
 from ..numdiff import DEFAULT_STEP, hessian_from_gradient
 
-BOUNDARY_TOL = 1e-4
+BOUNDARY_TOL = SINGULAR_TOL        # lme4's isSingular tolerance
 
 
 class VarParWarning(SparseMixedWarning):

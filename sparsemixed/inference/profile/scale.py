@@ -6,7 +6,9 @@ diagonal and the correlations below it,
 
     sd_{t,i} = sigma |T_{t,i.}|,      cor_{t,ij} = <T_{t,i.}, T_{t,j.}> / (|T_{t,i.}| |T_{t,j.}|),
 
-named ``.sig01, .sig02, ...``, then ``.sigma`` and the fixed effects.
+named ``.sig01, .sig02, ...``, then ``.sigma`` and the fixed effects (both computed by
+:func:`sparsemixed.results.varcorr.sdcor` and :func:`~sparsemixed.results.varcorr.profile_names`).
+Here: where each theta sits on that scale, and a Cholesky factor of a PSD matrix.
 """
 from __future__ import annotations
 
@@ -36,31 +38,6 @@ def theta_layout(model) -> list[ThetaPar]:
             out.append(ThetaPar(off + m, ti, off, t.k, int(r), int(c)))
         off += t.cov.ntheta
     return out
-
-
-def sdcor(model, theta, sigma: float) -> np.ndarray:
-    """theta, sigma -> lme4's (sd, cor) vector in theta's order (lme4's Cv_to_Sv)."""
-    theta = np.asarray(theta, float)
-    out, off = [], 0
-    for t in model.terms:
-        T = t.cov.T(theta[off: off + t.cov.ntheta])
-        S = sigma ** 2 * (T @ T.T)
-        sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
-        rows, cols = t.cov.tril_indices()
-        for r, c in zip(rows, cols):
-            if r == c:
-                out.append(sd[r])
-            else:
-                den = sd[r] * sd[c]
-                out.append(S[r, c] / den if den > 0 else np.nan)
-        off += t.cov.ntheta
-    return np.array(out)
-
-
-def profile_names(model) -> list[str]:
-    """lme4's profile names: .sig01, .sig02, ..., .sigma, then the fixed effects."""
-    nth = model.theta0.size
-    return [f".sig{i + 1:02d}" for i in range(nth)] + [".sigma"] + list(model.fixef_names)
 
 
 def chol_psd(R: np.ndarray):

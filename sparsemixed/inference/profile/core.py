@@ -2,7 +2,7 @@
 
 For each parameter c (lme4's profile scale: ``.sig01, ...`` standard deviations and
 correlations, ``.sigma``, fixed effects), with d the ML deviance minimised over all
-the other parameters (:mod:`.profile_points`) and d-hat its overall minimum,
+the other parameters (:mod:`.points`) and d-hat its overall minimum,
 
     zeta(c) = sign(c - c_hat) sqrt(d(c) - d_hat)
 
@@ -41,9 +41,9 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
-from ..errors import SparseMixedError, SparseMixedWarning
-from .profile_points import Point, PointProfiler
-from .profile_scale import profile_names, sdcor
+from ...errors import SparseMixedError, SparseMixedWarning
+from ...results.varcorr import profile_names, sdcor
+from .points import Point, PointProfiler
 
 DEV_TOL = 1e-8       # a profiled deviance this far (relative) below the fit's: a better fit exists
 AIM_PAST = 0.1       # interval search: each secant step aims this far (in zeta) past the target
@@ -67,7 +67,7 @@ class Profiler:
         self.nth = model.theta0.size
         self.nvp = self.nth + 1
         self.base = float(ml.objective)
-        self.opt = np.concatenate([sdcor(model, ml.theta, ml.sigma), [ml.sigma], ml.beta])
+        self.opt = np.concatenate([sdcor(model.terms, ml.theta, ml.sigma), [ml.sigma], ml.beta])
         self.stderr = ml.fixef_se.to_numpy() if model.p else np.zeros(0)
         lay = self.points.layout
         diag = np.array([p.row == p.col for p in lay], bool)

@@ -8,7 +8,7 @@ then ``.sigma``, then the fixed effects.  With beta profiled out the ML deviance
     d(sigma, theta) = log|M(theta)| + r2(theta) / sigma^2 + n log(2 pi sigma^2) - sum log w
 
 (lme4's devfun2), and the profiled deviance of one parameter c is its minimum over the
-others, by L-BFGS (:mod:`.profile_argmin`) with analytic gradients, in a parametrisation
+others, by L-BFGS (:mod:`.argmin`) with analytic gradients, in a parametrisation
 where every point is feasible (g = dlog|M| + dr2 / sigma^2, the gradient in theta at
 fixed sigma):
 
@@ -40,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..crossprod import CrossProducts
-from ..gradient import gradient_parts
-from .profile_argmin import argmin
-from .profile_scale import chol_psd, sdcor, theta_layout
+from ...crossprod import CrossProducts
+from ...gradient import gradient_parts
+from ...results.varcorr import sdcor
+from .argmin import argmin
+from .scale import chol_psd, theta_layout
 
 
 # -- the profiled points ---------------------------------------------------------------
@@ -67,7 +68,7 @@ class PointProfiler:
 
     # shared pieces
     def _row(self, theta, sigma, beta_user):
-        return np.concatenate([sdcor(self.model, theta, sigma), [sigma], beta_user])
+        return np.concatenate([sdcor(self.model.terms, theta, sigma), [sigma], beta_user])
 
     def _ml_state(self, model, theta):
         st = model.pls(theta)

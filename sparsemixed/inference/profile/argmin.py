@@ -16,8 +16,8 @@ import nlopt
 import numpy as np
 from scipy.optimize import minimize as sp_minimize
 
-from ..errors import NumericalError
-from ..optimize import leave_boundary
+from ...errors import NumericalError
+from ...optimize import leave_boundary
 
 BIG = 1e300
 MAX_RESTARTS = 10
