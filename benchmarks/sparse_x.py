@@ -91,8 +91,8 @@ def worker(spec: dict) -> dict:
         del df
         out.update(p=int(model.p), q=int(model.q), sparse_X=bool(model.sparse_X))
         if model.sparse_X:
-            o = model.aug.factor.ordering
-            out.update(ordering=o, nnz_L=int(model.aug.table[o][1]), flops=float(model.aug.table[o][2]))
+            o = model.engine.aug_factor.ordering
+            out.update(ordering=o, nnz_L=int(model.engine.aug_table[o][1]), flops=float(model.engine.aug_table[o][2]))
         th = model.theta0
         out["eval_ms"], out["n_eval"] = _timed(lambda: model.objective(th))
         if spec.get("fit", True):

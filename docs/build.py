@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 RUN_MARKER = "<!-- docs: run -->"
-NAV = [("index.md", "Home"), ("formula.md", "Formulas"), ("notation.md", "Notation"),
+NAV = [("index.md", "Home"), ("formula.md", "Formulas"), ("notation.md", "Notation"), ("architecture.md", "Architecture"),
        ("engine.md", "Engine"), ("scaling.md", "Scaling"), ("datasets.md", "Data sets"),
        ("examples/sleepstudy.md", "sleepstudy"), ("examples/insteval.md", "InstEval"),
        ("api.html", "API")]

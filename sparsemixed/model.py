@@ -95,7 +95,20 @@ class LinearMixedModel:
     # -- where things are -------------------------------------------------------------
     formula = property(lambda self: self.source.formula)
     parsed = property(lambda self: self.source.parsed)
-    data = property(lambda self: self.source.data, doc="the user's data object (not copied), or a stream's descriptor")
+
+    @property
+    def data(self):
+        """The user's data object (not copied), or a stream's descriptor; ``model.data = None``
+        releases it (row-level methods then refuse)."""
+        return self.source.data
+
+    @data.setter
+    def data(self, value) -> None:
+        import dataclasses
+
+        self.source = dataclasses.replace(self.source, data=value)
+        self._design = None
+
     na_action = property(lambda self: self.source.na_action)
     n_dropped = property(lambda self: self.source.n_dropped)
     fixed_spec = property(lambda self: self.source.fixed_spec)

@@ -164,7 +164,7 @@ def test_terms_on_the_first_factor_are_eliminated_together(formula, k1):
     = L L' exactly as a dense Cholesky: log|M|, L^-1 P B, P' L^-T B, and M^-1 on M's pattern
     against a dense inverse; the criterion equals the unamalgamated factor's."""
     from sparsemixed.linalg import select
-    import sparsemixed.model as model_mod
+    import sparsemixed.engine as model_mod
 
     rng = np.random.default_rng(11)
     n, ng, nh = 600, 40, 9

@@ -226,7 +226,7 @@ def test_simulate_is_seeded(dyestuff):
 
 # -- bootstrap -----------------------------------------------------------------------------
 def test_bootstrap_reuses_the_factor_and_refits_simulated_responses(dyestuff, monkeypatch):
-    import sparsemixed.model as model_mod
+    import sparsemixed.engine as model_mod
 
     def no_analysis(*a, **k):
         raise AssertionError("the bootstrap must not redo the symbolic analysis")

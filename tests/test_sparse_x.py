@@ -53,7 +53,7 @@ def test_objective_and_gradient_match_dense_path(formula, nested, weighted, reml
     df = frame(nested=nested)
     kw = {"weights": "w"} if weighted else {}
     ms, md = pair(formula, df, REML=reml, **kw)
-    assert ms.sparse_X and not md.sparse_X and ms.aug is not None
+    assert ms.sparse_X and not md.sparse_X and ms.engine.aug is not None
     assert ms.fixef_names == md.fixef_names and ms.p == 41
     rng = np.random.default_rng(1)
     for theta in [ms.theta0, np.array([0.3, 2.0]), np.array([0.0, 0.7]), rng.uniform(0.05, 3, 2)]:
@@ -98,7 +98,7 @@ def test_fit_matches_dense_path(formula, nested, reml):
     assert rs.objective == pytest.approx(rd.objective, rel=1e-9)
     # compare at the same theta, free of optimizer tolerance: SEs from the selected inverse
     rs_at = ms.pls(rd.theta)
-    np.testing.assert_allclose(rs_at.beta + ms.gamma, rd.beta, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(rs_at.beta + ms.fixed.shift, rd.beta, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(rs.fixef_se.to_numpy(), rd.fixef_se.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(rs.vcov.to_numpy(), rd.vcov.to_numpy(), rtol=1e-5, atol=1e-8)
     assert rs.loglik == pytest.approx(rd.loglik, rel=1e-9)
@@ -135,7 +135,7 @@ def test_against_dense_brute_force(formula, reml):
         ref = dense_profiled(y, X, Z, dense_lambda(theta, blocks), reml)
         assert ms.objective(theta) == pytest.approx(ref["objective"], rel=1e-9)
         st_ = ms.pls(theta)
-        np.testing.assert_allclose(st_.beta + ms.gamma, ref["beta"], rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(st_.beta + ms.fixed.shift, ref["beta"], rtol=1e-7, atol=1e-8)
     res = ms.fit()
     ref = dense_profiled(y, X, Z, dense_lambda(res.theta, blocks), reml)
     se = np.sqrt(np.diag(ref["vcov_rel"]) * ref["sigma2"])
@@ -204,7 +204,7 @@ def test_unsupported_methods_refuse_clearly():
 def test_memory_guard_applies_to_augmented_factor():
     ms = sm.lmer(CROSSED, frame(seed=8), sparse_X=True)
     with pytest.raises(MemoryLimitError, match="Maug"):
-        ms.aug.analyse(ms.theta0, ms.relcov, memory_limit=2000)
+        ms.engine.aug.analyse(ms.theta0, ms.relcov, memory_limit=2000)
 
 
 def test_refit_and_cross_products_stay_sparse():
@@ -271,20 +271,21 @@ def test_selected_inverse_dense_tail_equals_scalar_takahashi(monkeypatch, reml):
     df = frame(n=900, nf=150, seed=12)
     ms = sm.lmer(CROSSED, df, REML=reml, sparse_X=True, ordering="amd")
     theta = np.array([0.7, 1.2])
-    ms.objective(theta)
-    L = ms.aug.factor.L().tocsc()
+    st_ = ms.pls(theta)
+    L = st_.factor.L().tocsc()
     assert ch.dense_tail_start(L) < L.shape[0] - 64         # the hybrid is exercised
-    S_hybrid = ms.aug.selected_inverse()
+    S_hybrid = ms.engine.aug.selected_inverse(st_.factor)
     g_hybrid = ms.gradient(theta)
     monkeypatch.setattr(ch, "MAX_DENSE_TAIL", 0)             # no dense block: scalar only
-    S_scalar = ms.aug.selected_inverse()
+    S_scalar = ms.engine.aug.selected_inverse(st_.factor)
     np.testing.assert_allclose(S_hybrid, S_scalar, rtol=1e-10, atol=1e-13 * np.abs(S_scalar).max())
     np.testing.assert_allclose(ms.gradient(theta), g_hybrid, rtol=1e-9)
     # and against a dense inverse of Maug
-    A = ms.aug.matrix(theta, ms.relcov).toarray()
+    A = ms.engine.aug.matrix(theta, ms.relcov).toarray()
     A = A + np.tril(A, -1).T
     Ainv = np.linalg.inv(A)
-    r, c = ms.aug.indices, np.repeat(np.arange(ms.aug.N), np.diff(ms.aug.indptr))
+    aug = ms.engine.aug
+    r, c = aug.indices, np.repeat(np.arange(aug.N), np.diff(aug.indptr))
     np.testing.assert_allclose(S_hybrid, Ainv[r, c], rtol=1e-8, atol=1e-12)
 
 

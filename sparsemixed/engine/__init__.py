@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..linalg.select import leading_block, select_factor
+
 
 @runtime_checkable
 class Engine(Protocol):
@@ -57,7 +59,6 @@ class Engine(Protocol):
 def make_engine(crossprod, relcov, terms, theta0, sparse_X: bool, ordering: str = "auto",
                 memory_limit=None) -> Engine:
     """Symbolic analysis once, then the engine for dense or sparse X."""
-    from ..linalg.select import leading_block, select_factor
     from .dense import DenseEngine
 
     M0 = relcov.M(theta0)

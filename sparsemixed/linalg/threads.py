@@ -50,7 +50,9 @@ class _BlasLimit:
     to close restores them, and in between the count is numba's threads while any
     :func:`all_blas_threads` is open, else 1.  (Nested threadpoolctl limits from several
     threads restore each other's saved values out of order and can leave the user's count
-    changed.)"""
+    changed.)  Known limit: OpenBLAS 0.3.30 does not apply the count to calls from threads
+    other than the one that set it, so evaluations run from several Python threads may use
+    threaded BLAS there and round differently (last bits; tests/test_threads.py)."""
 
     __slots__ = ("kind",)
 

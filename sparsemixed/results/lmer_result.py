@@ -161,7 +161,7 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
     # -- variance parameters ---------------------------------------------------------
     def vcov_varpar(self) -> pd.DataFrame:
         """Approximate covariance 2 H^-1 of (sigma, theta), H the Hessian of the deviance in
-        (sigma, theta) (see :mod:`.varpar`; boundary parameters get NaN and a VarParWarning).
+        (sigma, theta) (see :mod:`sparsemixed.inference.varpar`; boundary parameters get NaN and a VarParWarning).
         ``.attrs`` holds the Hessian, the boundary mask and the note."""
         from ..inference.varpar import varpar_cov
 

@@ -60,6 +60,10 @@ class Profiler:
     def __init__(self, result, alphamax: float = 0.01, delta: float | None = None,
                  delta_cutoff: float = 1 / 8, maxmult: float = 10.0):
         model = result.model
+        if model.sparse_X:
+            from ...linalg.augmented import UNSUPPORTED
+
+            raise SparseMixedError("the likelihood profile (it needs c_u and R_ZX at every point) " + UNSUPPORTED)
         ml = model.fit(REML=False, start=result.theta) if result.REML else result
         self.model, self.ml = model, ml
         self.points = PointProfiler(model)
