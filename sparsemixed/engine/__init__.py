@@ -31,8 +31,11 @@ class Engine(Protocol):
     sparse_X: bool
     cheap_gradient: bool      # a gradient costs about an evaluation (False: prefer BOBYQA)
 
-    def solve(self, theta: np.ndarray, weights=None, reml: bool = True):
-        """The PLS state at theta, owning the factor it was computed with."""
+    def solve(self, theta: np.ndarray, reml: bool = True):
+        """The PLS state at theta, owning the factor it was computed with.  New row weights
+        (a GLMM's working weights) enter through :meth:`reweighted` with the cross-products
+        of design.Design.cross_products(weights, response), not here: the engine keeps no
+        rows."""
 
     def criterion(self, state, reml: bool) -> float:
         """The profiled ML deviance or REML criterion of a state."""

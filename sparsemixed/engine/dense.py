@@ -36,9 +36,7 @@ class DenseEngine:
 
         return LmerResult
 
-    def solve(self, theta, weights=None, reml: bool = True) -> PLSState:
-        if weights is not None:
-            raise NotImplementedError("per-row weights need the rows: use reweighted(cross_products)")
+    def solve(self, theta, reml: bool = True) -> PLSState:
         return pls_solve(theta, self.crossprod, self.relcov, self.pool.checkout())
 
     def criterion(self, state: PLSState, reml: bool) -> float:

@@ -53,10 +53,8 @@ class SparseXEngine:
 
         return SparseXLmerResult
 
-    def solve(self, theta, weights=None, reml: bool = True) -> augmented.AugState:
+    def solve(self, theta, reml: bool = True) -> augmented.AugState:
         """Maug's factor at theta; for ML (``reml=False``) also M's, for log|M|."""
-        if weights is not None:
-            raise NotImplementedError("per-row weights need the rows: use reweighted(cross_products)")
         return self.aug.solve(theta, self.crossprod, self.relcov, self.augpool.checkout(),
                               None if reml else self.pool.checkout())
 
