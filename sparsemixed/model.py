@@ -165,8 +165,8 @@ class LinearMixedModel:
 
     def objective_and_gradient(self, theta, REML: bool | None = None):
         reml = self._reml(REML)
-        state = self.pls(theta, reml)
-        with one_blas_thread():
+        with one_blas_thread():                  # one context: the user's count is not restored between
+            state = self.pls(theta, reml)
             return self.engine.criterion(state, reml), self.engine.gradient(state, reml)
 
     def random_effects(self, theta):
