@@ -114,13 +114,15 @@ from .errors import (ArgumentError, ConvergenceWarning, CostWarning, ScaleWarnin
                      SparseMixedWarning)
 from .mixedlm import MixedLM, MixedLMParams, MixedLMResults, mixedlm
 from .model import LinearMixedModel
-from .optimize import OptSummary
+from .fitting import FitControl
+from .optimize import BoundaryRules, OptSummary
 from .results import LmerResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "datasets",
+    "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
+    "BoundaryRules", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",

@@ -17,8 +17,8 @@ import numpy as np
 
 from .diagnostics import SCALED_GRAD_TOL
 from .errors import SparseMixedError
-from .optimize import (DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS, OptSummary,
-                       escape_saddle, merge_restart, minimize)
+from .optimize import (BOUNDARY, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
+                       BoundaryRules, OptSummary, escape_saddle, merge_restart, minimize)
 from .progress import progress
 from .start import moment_step
 
@@ -44,6 +44,21 @@ class FitControl:
         steps off a saddle point along the direction of negative curvature.
     max_gradient_restarts
         restarts from the stop when the scaled gradient is above ``scaled_grad_tol``.
+    second_start
+        a fit started elsewhere than lme4's start (the moment start of the default
+        optimizer) that ends singular, some theta_k on its bound, is run again from lme4's
+        start and the lower optimum kept: with nearly confounded terms (``(1|a/b)`` with few
+        b per a) the criterion can have one local optimum on each face theta_k = 0, and a
+        start near one face finds that one.
+    face_probe
+        an interior stop is compared with the same point with each bounded theta_k set to
+        its bound (one evaluation each; a second local optimum on a face is common with
+        crossed or nested scalar terms on small data); a better one is restarted from.
+        True: always; False: never; None: when those evaluations cost under
+        ``check_budget`` of the fit's time.
+    boundary
+        the thresholds of the boundary checks (:class:`~sparsemixed.optimize.BoundaryRules`:
+        restarts off a bound, the steps and curvature probes tried there, the snap onto it).
     """
 
     maxeval: int = 100_000
@@ -58,6 +73,9 @@ class FitControl:
     max_saddle_restarts: int = MAX_SADDLE_RESTARTS
     saddle_steps: tuple = SADDLE_STEPS
     max_gradient_restarts: int = MAX_GRADIENT_RESTARTS
+    second_start: bool = True
+    face_probe: bool | None = None
+    boundary: BoundaryRules = BOUNDARY
 
 
 def choose_optimizer(model) -> str:
@@ -118,20 +136,41 @@ def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose:
     fun = lambda th: model.objective(th, reml)
     run = lambda s: minimize(fun, s, fun_grad=lambda th: model.objective_and_gradient(th, reml),
                              progress=None if bar is None else
-                             lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
-    try:
-        run(summary)
+                             lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")),
+                             rules=control.boundary)
+    restart = lambda x1: dataclasses.replace(
+        summary, initial=x1, initial_step=None, final=None, fmin=np.inf, feval=0, geval=0, seconds=0.0,
+        trace=[], diagnostics={}, maxeval=max(1, summary.maxeval - summary.feval))
+
+    def polish():
+        """The convergence check, and restarts from where it points, until it passes."""
         _check_fit(model, summary, reml, control)
         while summary.feval < summary.maxeval:
             x1 = _restart_point(model, summary, fun, control)
             if x1 is None:
                 break
-            sub = dataclasses.replace(summary, initial=x1, initial_step=None, final=None, fmin=np.inf,
-                                      feval=0, geval=0, seconds=0.0, trace=[], diagnostics={},
-                                      maxeval=max(1, summary.maxeval - summary.feval))
+            sub = restart(x1)
             run(sub)
             merge_restart(summary, sub)
             _check_fit(model, summary, reml, control)
+
+    try:
+        run(summary)
+        polish()
+        x1 = _face_point(model, summary, fun, control)
+        if x1 is not None:
+            sub = restart(x1)
+            run(sub)
+            merge_restart(summary, sub)
+            polish()
+        if (control.second_start and summary.feval < summary.maxeval
+                and not np.array_equal(summary.initial, model.theta0) and _on_bound(model, summary.final)):
+            before = summary.fmin
+            sub = restart(np.array(model.theta0, float))
+            run(sub)
+            merge_restart(summary, sub)
+            if summary.fmin < before:
+                polish()
     finally:
         if bar is not None:
             bar.close()
@@ -139,6 +178,33 @@ def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose:
     check_singular(model, summary.final, stacklevel=4)
     state = model.pls(summary.final, reml)       # the factor at the best theta seen
     return model.engine.result_class.from_state(model, state, summary, reml)
+
+
+def _on_bound(model, theta) -> bool:
+    """Some bounded theta_k on its bound (a singular fit)."""
+    lower = model.lower
+    return bool(np.any(np.isfinite(lower) & (np.asarray(theta) <= lower)))
+
+
+def _face_point(model, summary, fun, control: FitControl):
+    """The best point among the stop with one bounded theta_k moved onto its bound, if it
+    is lower than the stop (by 1e-8 relative), else None (see FitControl.face_probe)."""
+    x, lower = np.asarray(summary.final, dtype=float), model.lower
+    off = np.flatnonzero(np.isfinite(lower) & (x > lower))
+    per_eval = summary.seconds / max(1, summary.feval)
+    if (control.face_probe is False or not off.size or summary.feval + off.size > summary.maxeval
+            or (control.face_probe is None and off.size * per_eval > max(control.check_budget_min,
+                                                                         control.check_budget * summary.seconds))):
+        return None
+    best, fbest = None, summary.fmin - 1e-8 * max(1.0, abs(summary.fmin))
+    for k in off:
+        trial = x.copy()
+        trial[k] = lower[k]
+        f = fun(trial)
+        summary.feval += 1
+        if f < fbest:
+            best, fbest = trial, f
+    return best
 
 
 def _restart_point(model, summary, fun, control: FitControl):

@@ -57,9 +57,6 @@ def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return x
 
 
-MAX_BOUNDARY_RESTARTS = 10
-BOUNDARY_STEPS = (1e-3, 0.05)
-
 
 def _column_below(lower: np.ndarray, k: int) -> np.ndarray:
     """The entries below the diagonal theta_k in its column of a covariance factor.  theta
@@ -72,20 +69,44 @@ def _column_below(lower: np.ndarray, k: int) -> np.ndarray:
     return np.arange(k + 1, j)
 
 
-CURVATURE_PROBE = 1e-2
-MAX_PROBED_COLUMN = 6
-ON_BOUND = 1e-6         # a diagonal this close to 0 is checked as on it (L-BFGS-B stops at ~1e-8 when the
-                        # whole column is ~0: the gradient vanishes there, the curvature need not)
-ZERO_COLUMN = 1e-5      # entries below a zero diagonal this small count as 0 (L-BFGS-B leaves ~1e-7)
+@dataclass(frozen=True)
+class BoundaryRules:
+    """The thresholds of the boundary checks (a field of fitting.FitControl).
+
+    max_restarts
+        L-BFGS-B restarts from a better point found by :func:`leave_boundary`.
+    steps
+        the steps into the interior tried from a coordinate on its bound.
+    curvature_probe, max_probed_column
+        the probe of :func:`_zero_column_direction`, and the longest column probed whole.
+    on_bound
+        a diagonal this close to its bound is checked as on it (L-BFGS-B stops at ~1e-8
+        when the whole column is ~0: the gradient vanishes there, the curvature need not).
+    zero_column
+        entries below a zero diagonal this small count as 0 (L-BFGS-B leaves ~1e-7).
+    snap
+        derivative-free stops this close to a bound are set onto it when that is no worse.
+    """
+
+    max_restarts: int = 10
+    steps: tuple = (1e-3, 0.05)
+    curvature_probe: float = 1e-2
+    max_probed_column: int = 6
+    on_bound: float = 1e-6
+    zero_column: float = 1e-5
+    snap: float = 0.01
 
 
-def _zero_column_direction(fun, x, fx, cols):
+BOUNDARY = BoundaryRules()
+
+
+def _zero_column_direction(fun, x, fx, cols, probe=BOUNDARY.curvature_probe):
     """When the whole column ``cols`` of T is 0, G + v v' (v the column) changes the
     criterion by v' C v to second order: C from 1 + m(m-1)/2 evaluations at probes of
-    CURVATURE_PROBE; its most negative eigenvector (oriented so that the diagonal entry is
+    ``probe``; its most negative eigenvector (oriented so that the diagonal entry is
     >= 0), or None when C is positive semidefinite.  One coordinate at a time sees only
     C's diagonal, and a negative curvature can hide off it."""
-    m, t = cols.size, CURVATURE_PROBE
+    m, t = cols.size, probe
     C = np.zeros((m, m))
     for a in range(m):
         trial = x.copy()
@@ -103,7 +124,7 @@ def _zero_column_direction(fun, x, fx, cols):
     return u if u[0] >= 0 else -u
 
 
-def leave_boundary(fun, x, fx, lower):
+def leave_boundary(fun, x, fx, lower, rules: BoundaryRules = BOUNDARY):
     """Second-order check of an optimum with coordinates on their bound.
 
     A gradient method can stop on a bound theta_k = 0 although a better point is near:
@@ -119,7 +140,7 @@ def leave_boundary(fun, x, fx, lower):
     interior; return the first better point (to restart from), or None when none is better.
     """
     tol = 1e-10 * max(1.0, abs(fx))
-    on = np.flatnonzero(np.isfinite(lower) & (x <= lower + ON_BOUND))
+    on = np.flatnonzero(np.isfinite(lower) & (x <= lower + rules.on_bound))
     for k in on:
         below = _column_below(lower, k)
         bases = [x]
@@ -128,18 +149,18 @@ def leave_boundary(fun, x, fx, lower):
             reflected[below] = -x[below]
             bases.append(reflected)
         for base in bases:
-            for step in BOUNDARY_STEPS:
+            for step in rules.steps:
                 trial = base.copy()
                 trial[k] = lower[k] + step
                 if fun(trial) < fx - tol:
                     return trial
-        if (below.size and lower[k] == 0.0 and below.size < MAX_PROBED_COLUMN
-                and np.all(np.abs(x[below]) <= ZERO_COLUMN)):
+        if (below.size and lower[k] == 0.0 and below.size < rules.max_probed_column
+                and np.all(np.abs(x[below]) <= rules.zero_column)):
             cols = np.concatenate([[k], below])
             x0 = x.copy()
             x0[below] = 0.0
-            u = _zero_column_direction(fun, x0, fun(x0), cols)
-            for step in (() if u is None else (CURVATURE_PROBE,) + BOUNDARY_STEPS[1:]):
+            u = _zero_column_direction(fun, x0, fun(x0), cols, rules.curvature_probe)
+            for step in (() if u is None else (rules.curvature_probe,) + tuple(rules.steps[1:])):
                 trial = x0.copy()
                 trial[cols] = step * u
                 if fun(trial) < fx - tol:
@@ -183,15 +204,12 @@ def merge_restart(summary: OptSummary, sub: OptSummary) -> None:
     summary.trace.extend(sub.trace)
 
 
-BOUNDARY_SNAP = 0.01
-
-
-def _snap_to_boundary(fun, x, fx, lower):
+def _snap_to_boundary(fun, x, fx, lower, snap=BOUNDARY.snap):
     """lme4's boundary check, wider: derivative-free methods stop a little inside the
     bound when the optimum is on it (the criterion is flat there, even in theta_k).  Set
-    each bounded coordinate within BOUNDARY_SNAP of its bound onto it when that is no worse."""
+    each bounded coordinate within ``snap`` of its bound onto it when that is no worse."""
     x = x.copy()
-    for k in np.flatnonzero(np.isfinite(lower) & (x > lower) & (x - lower < BOUNDARY_SNAP)):
+    for k in np.flatnonzero(np.isfinite(lower) & (x > lower) & (x - lower < snap)):
         trial = x.copy()
         trial[k] = lower[k]
         ft = fun(trial)
@@ -200,11 +218,13 @@ def _snap_to_boundary(fun, x, fx, lower):
     return x, fx
 
 
-def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSummary:
+def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
+             rules: BoundaryRules = BOUNDARY) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
 
     ``fun_grad(x) -> (f, g)`` is used by the gradient-based method (``"lbfgsb"``).
     ``progress(feval, best_f)`` is called after every evaluation (e.g. a tqdm bar).
+    ``rules``: the thresholds of the boundary checks.
     """
     if summary.method not in METHODS:
         raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
@@ -249,7 +269,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
         opts = {"maxfun": summary.maxeval, "maxiter": summary.maxeval,
                 "ftol": summary.ftol_rel, "gtol": summary.gtol}
         start = x0
-        for _ in range(MAX_BOUNDARY_RESTARTS + 1):
+        for _ in range(rules.max_restarts + 1):
             if fun_grad is not None:
                 res = sp_min(counted_grad, start, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
             else:
@@ -263,7 +283,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
                 # from the best point again and again, never reaching the boundary check.)
                 start = best["x"].copy()
                 continue
-            start = leave_boundary(counted, best["x"], best["f"], lower)
+            start = leave_boundary(counted, best["x"], best["f"], lower, rules)
             if start is None:
                 break
         summary.returnvalue = str(res.message)
@@ -296,7 +316,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None) -> OptSumma
                  nlopt.ROUNDOFF_LIMITED: "ROUNDOFF_LIMITED"}
         summary.returnvalue = names.get(rc, str(rc))
         ok = rc in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED, nlopt.ROUNDOFF_LIMITED)
-    summary.final, summary.fmin = _snap_to_boundary(counted, best["x"], best["f"], lower)
+    summary.final, summary.fmin = _snap_to_boundary(counted, best["x"], best["f"], lower, rules.snap)
     summary.seconds = time.perf_counter() - t0
     summary.converged = ok
     if not ok:

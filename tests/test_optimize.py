@@ -88,3 +88,39 @@ def test_default_fit_reaches_lme4s_best_optimum(name):
         r = sm.lmer(case["formula"], d, REML=case["reml"]).fit()
     assert r.optsummary.method == "lbfgsb"
     assert r.objective <= case["objective"] + 1e-6 * abs(case["objective"])
+
+
+@pytest.mark.parametrize("name, formula", [("nested_face", "y ~ x + (1|a/h)"),
+                                           ("crossed_interior", "y ~ x + (1|g) + (1|b)")])
+def test_fit_reaches_the_lower_of_two_local_minima(name, formula):
+    """REML criteria with two local minima (tests/reference/two_modes/): the default fit
+    starts from moment estimates, near the higher minimum; the face probe and the second
+    start from lme4's theta (FitControl.face_probe, second_start) must reach the lower one.
+    The reference is a brute-force grid over theta of a dense computation
+    (test_properties.dense_profiled), refined by Nelder-Mead on the dense function."""
+    from scipy.optimize import minimize as sp_min
+    from test_properties import dense_design, dense_lambda, dense_profiled
+
+    df = pd.read_csv(REF / "two_modes" / f"{name}.csv", dtype={"b": str})
+    model = sm.LinearMixedModel(formula, df, REML=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = model.fit()
+    Z, blocks = dense_design(model, df)
+    X = np.column_stack([np.ones(len(df)), df["x"].to_numpy(float)])
+    y = df["y"].to_numpy(float)
+    dense = lambda th: dense_profiled(y, X, Z, dense_lambda(np.abs(th), blocks), reml=True)["objective"]
+    grid = np.linspace(0.0, 3.0, 61)
+    values = np.array([[dense(np.array([u, v])) for v in grid] for u in grid])
+    i, j = np.unravel_index(np.argmin(values), values.shape)
+    best = sp_min(dense, [grid[i], grid[j]], method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12})
+    # the dense criterion where the fit stopped is what the fit reports
+    assert dense(res.theta) == pytest.approx(res.objective, rel=1e-10)
+    assert res.objective <= best.fun + 1e-7
+    # and it is the lower minimum, not only a lower value: the same theta
+    np.testing.assert_allclose(res.theta, np.abs(best.x), atol=2e-3)
+    # without the probes the fit from the moment start stops at the higher minimum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = model.fit(control=sm.FitControl(face_probe=False, second_start=False))
+    assert plain.objective > best.fun + 0.1

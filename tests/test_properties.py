@@ -602,8 +602,10 @@ def test_default_fit_is_a_local_minimum(name, df, reml):
 def test_ml_and_reml_relationships(name, df):
     """Relationships that hold whatever the data: at any theta the ML and REML profiled
     estimates share beta and r2, so sigma2_ML = r2/n < sigma2_REML = r2/(n - p); and, for
-    scalar terms (unimodal here), each criterion at its own optimum is no higher than at
-    the other's optimum (1e-6 relative: the optimizers' tolerance)."""
+    scalar terms, each criterion at its own optimum is no higher than at the other's
+    optimum (1e-6 relative: the optimizers' tolerance).  These criteria can have two local
+    minima (hypothesis found the cases in tests/reference/two_modes/): the fit policy's face
+    probe and second start (FitControl) must find the lower one."""
     formula, _ = MODELS[name]
     try:
         model = _build(formula, df, REML=True)
