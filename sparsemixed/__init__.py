@@ -115,13 +115,15 @@ from .errors import (ArgumentError, ConvergenceWarning, CostWarning, ScaleWarnin
 from .mixedlm import MixedLM, MixedLMParams, MixedLMResults, mixedlm
 from .model import LinearMixedModel
 from .fitting import FitControl
+from .glmm import GeneralizedLinearMixedModel, glmer
+from . import families
 from .optimize import BoundaryRules, OptSummary
 from .results import LmerResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "lmer", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
+    "lmer", "glmer", "GeneralizedLinearMixedModel", "families", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
     "BoundaryRules", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",

@@ -72,6 +72,7 @@ class ModelParts:
     crossprod: object
     fixed: FixedEffects
     term_order: list | None = None
+    residual_variance: bool = True   # False for a GLMM of fixed dispersion: no check against sigma
 
 
 # -- terms --------------------------------------------------------------------------------
@@ -107,7 +108,11 @@ def order_terms(terms, rows, keep_names: bool = False):
     return terms, rows, list(order)
 
 
-def check_terms(terms, n: int, single_level_ok: bool = False, stacklevel: int = 4) -> None:
+def check_terms(terms, n: int, single_level_ok: bool = False, stacklevel: int = 4,
+                residual_variance: bool = True) -> None:
+    """lme4's checks of the terms against the data (``residual_variance`` False: a GLMM of
+    fixed dispersion, where one level per observation is a legitimate term, as glmer's
+    check.nobs.vs.nlev = "ignore")."""
     for t in terms:
         if t.nlevels < 2 and not single_level_ok:
             raise DataError(
@@ -115,13 +120,13 @@ def check_terms(terms, n: int, single_level_ok: bool = False, stacklevel: int = 
                 f"{t.nlevels} level; a random effect needs at least 2 sampled levels (as in lme4). "
                 "Drop the term, or check that the column holds the grouping you meant"
             )
-        if t.nlevels >= n:
+        if t.nlevels >= n and residual_variance:
             raise DataError(
                 f"grouping factor {t.group.name!r} has {t.nlevels} levels for {n} observations: "
                 "with one observation per level its variance cannot be told apart from the residual "
                 "variance. Drop the term or use a coarser grouping"
             )
-        if t.q >= n:
+        if t.q >= n and residual_variance:
             raise DataError(
                 f"term ({t.expr} | {t.group.name}) has {t.q} random effects for {n} observations; "
                 "its variance parameters and the residual variance are unidentifiable. Simplify the term"
@@ -225,20 +230,21 @@ def ols_shift(X, y, w) -> np.ndarray:
 
 
 def from_rows(source: Source, terms, rows, y, X, X_names, weights, verbose: bool = False,
-              single_level_ok: bool = False, keep_names: bool = False) -> ModelParts:
+              single_level_ok: bool = False, keep_names: bool = False,
+              residual_variance: bool = True) -> ModelParts:
     """ModelParts from rows: terms ordered and checked, columns selected, one pass of
     cross-products of [Z X_k (y - X_k gamma)] (y already net of any offset)."""
     terms, rows, order = order_terms(terms, rows, keep_names)
-    check_terms(terms, y.shape[0], single_level_ok, stacklevel=6)
+    check_terms(terms, y.shape[0], single_level_ok, stacklevel=6, residual_variance=residual_variance)
     fixed = select_fixed(fixed_gram(X, weights, X_names), X_names, stacklevel=6)
     Xk = X[:, fixed.cols]
     fixed.shift = ols_shift(Xk, y, weights)
     cp = cross_products(rows, [t.nlevels for t in terms], Xk, y - Xk @ fixed.shift, weights, verbose=verbose)
-    return ModelParts(source, terms, cp, fixed, order)
+    return ModelParts(source, terms, cp, fixed, order, residual_variance)
 
 
 def from_frame(formula: str, data, weights=None, offset=None, na_action: str = "omit",
-               sparse_X="auto", verbose: bool = False) -> ModelParts:
+               sparse_X="auto", verbose: bool = False, residual_variance: bool = True) -> ModelParts:
     """ModelParts from a DataFrame and an lme4 formula (sparse_x.py decides X's storage)."""
     from . import sparse_x
     from .formula.bars import parse_formula
@@ -258,7 +264,8 @@ def from_frame(formula: str, data, weights=None, offset=None, na_action: str = "
     source = Source(formula, parsed, data, weights, offset, na_action, frame.n_dropped, frame.fixed_spec,
                     use_sparse)
     y = frame.y - (frame.offset if frame.offset is not None else 0.0)
-    return from_rows(source, frame.terms, frame.rows, y, frame.X, frame.X_names, frame.weights, verbose)
+    return from_rows(source, frame.terms, frame.rows, y, frame.X, frame.X_names, frame.weights, verbose,
+                     residual_variance=residual_variance)
 
 
 def from_arrays(y, X, X_names, terms, rows, label: str) -> ModelParts:

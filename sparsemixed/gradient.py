@@ -77,9 +77,14 @@ def dlogdet_M(theta, relcov, chol) -> np.ndarray:
             qi = np.bincount(lind, minlength=ntheta)
             tr = np.bincount(lind, weights=diag[relcov.Lrows], minlength=ntheta)
             return 2.0 / theta * (qi - tr)
-    Minv = chol.selected_inverse(relcov.M_indptr, relcov.M_indices)
-    # tr(M^-1 dM_i): each contribution A_ab Lambda_ar Lambda_bc to M_rc (r >= c) enters the
-    # symmetric trace twice when r != c
-    w = relcov.A_data[relcov.src] * Minv[relcov.target] * relcov.mult[relcov.target]
-    return (np.bincount(relcov.t1, weights=w * theta[relcov.t2], minlength=ntheta)
-            + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=ntheta))
+    return trace_dM(chol.selected_inverse(relcov.M_indptr, relcov.M_indices), relcov, theta)
+
+
+def trace_dM(S_M, relcov, theta) -> np.ndarray:
+    """tr(S dM_i) for S symmetric given on M's stored lower pattern (relcov order): each
+    contribution A_ab Lambda_ar Lambda_bc to M_rc (r >= c) enters the symmetric trace twice
+    when r != c."""
+    w = relcov.A_data[relcov.src] * S_M[relcov.target] * relcov.mult[relcov.target]
+    nt = theta.size
+    return (np.bincount(relcov.t1, weights=w * theta[relcov.t2], minlength=nt)
+            + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=nt))

@@ -81,7 +81,8 @@ class LinearMixedModel:
         self.engine = make_engine(parts.crossprod, self.relcov, self.terms, self.theta0, self.source.sparse_X,
                                   ordering, memory_limit)
         self._design, self._design_lock = None, threading.Lock()
-        assemble.check_interpolation(self.crossprod, [t.name for t in self.terms])
+        if parts.residual_variance:
+            assemble.check_interpolation(self.crossprod, [t.name for t in self.terms])
 
     def __getstate__(self):
         state = dict(self.__dict__)

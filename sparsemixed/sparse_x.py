@@ -9,25 +9,11 @@ item, site) that are mostly zeros.  The dense path holds R_ZX (8 q p bytes), spe
 ~ q p^2 flops per evaluation on R_ZX'R_ZX, and builds a dense n x p X and X'X (n p^2
 flops); the sparse path factors Maug, whose extra fill from X's columns is that of one
 more grouping factor, but its gradient (a selected inverse of Maug) is dear, so it fits
-with BOBYQA (more evaluations).  Measured (benchmarks/results/2026-12-04-sparse-x.md,
-``python benchmarks/sparse_x.py --threshold``; 2 shared cores, single-threaded BLAS;
-n = 100,000 rows, crossed 2,000 x 300 random intercepts, ``y ~ x + firm + (1|user) +
-(1|item)``, p = levels of firm; each path's default optimizer):
-
-    p       ms/eval sparse  dense   build + fit s sparse  dense
-    25           29           7         2.3              0.8
-    100          58          13         2.3              2.0
-    200          52          17         1.7              3.5
-    400          57          34         3.5              7.2
-    800          83          90         3.9             19.9
-    1600        136         287         6.4             63.8
-
-Per evaluation the dense path leads up to p ~ 800 at this small q (R_ZX is q x p), but
-its build (a dense n x p X, X'X, the OLS shift: ~ n p^2) makes build + fit cross near
-p ~ 100-200, and its memory grows as n p (200,000 rows, p = 1,001: 6.7 GB against 540
-MB; 1,000,000 rows, p = 5,001: X alone is 40 GB).  "auto" switches at p = 200; under it
-the dense path is as fast or faster and keeps every inference method (Satterthwaite,
-Kenward-Roger).
+with BOBYQA (more evaluations).  Per evaluation the dense path leads up to p ~ 800 at
+small q, but its build (~ n p^2) makes build + fit cross near p ~ 100-200, and its memory
+grows as n p; "auto" switches at p = 200, under which the dense path is as fast or faster
+and keeps every inference method (Satterthwaite, Kenward-Roger).  Measured:
+benchmarks/results/2026-12-04-sparse-x.md (``python benchmarks/sparse_x.py --threshold``).
 
 To decide before encoding X (a dense n x p X may not fit in memory), the fixed-effects
 part is encoded sparse when its categorical covariates have together at least

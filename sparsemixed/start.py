@@ -16,11 +16,8 @@ it lands within 1% of the optimum.  Terms other than scalar intercepts keep lme4
 
 The first trust region of BOBYQA from there (:func:`moment_step`) shrinks with the
 number of levels J as the moment estimate's error does (like a standard error,
-~1/sqrt(J)): theta * clip(0.45 / sqrt(J), 0.01, 0.1).  Measured (bobyqa evaluations,
-ML and REML): ten 1M-row fits with 20,000 x 2,000 levels 18.3 -> 12.8 on average against
-a fixed 10%, mc1000_uc1000 22/17 -> 12/12; 20 fits from 30 rows to 4.8M, 443 -> 409 in
-all, the small designs within a few evaluations of before (InstEval 28/28 -> 30/32,
-Penicillin 38/37 -> 39/44).
+~1/sqrt(J)): theta * clip(0.45 / sqrt(J), 0.01, 0.1) (fewer evaluations than a fixed
+10%: benchmarks/results/thresholds.md).
 """
 from __future__ import annotations
 

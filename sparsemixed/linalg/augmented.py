@@ -46,6 +46,7 @@ import scipy.sparse as sp
 
 from ..errors import MemoryLimitError, NumericalError, SparseMixedError
 from .cholesky import ORDERINGS
+from ..gradient import trace_dM
 from .symbolic import BYTES_PER_ENTRY, available_memory, fmt_bytes, parse_memory
 
 UNSUPPORTED = ("is not available on the sparse-X path, which never forms the dense q x p R_ZX "
@@ -237,27 +238,17 @@ def criterion(state: AugState, n: int, p: int, reml: bool, sum_log_w: float = 0.
     return ld + nu * (1.0 + math.log(2.0 * math.pi * state.r2 / nu)) - sum_log_w
 
 
-def dlogdet_M(Minv_M, relcov, theta) -> np.ndarray:
-    """tr(S dM_i) for S symmetric given on M's stored lower pattern (relcov order): each
-    contribution A_ab Lambda_ar Lambda_bc to M_rc enters the symmetric trace twice off the
-    diagonal."""
-    w = relcov.A_data[relcov.src] * Minv_M[relcov.target] * relcov.mult[relcov.target]
-    nt = theta.size
-    return (np.bincount(relcov.t1, weights=w * theta[relcov.t2], minlength=nt)
-            + np.bincount(relcov.t2, weights=w * theta[relcov.t1], minlength=nt))
-
-
 def gradient(aug: Augmented, state: AugState, crossprod, relcov, reml: bool) -> np.ndarray:
     """Gradient of :func:`criterion` at state.theta (from the state's factors)."""
     theta = state.theta
     nt = theta.size
     if reml:
         S = aug.selected_inverse(state.factor)
-        dlog = dlogdet_M(S[aug.M_pos], relcov, theta)
+        dlog = trace_dM(S[aug.M_pos], relcov, theta)
         dlog += 2.0 * np.bincount(aug.zx_lind, weights=aug.ZX_data[aug.zx_src] * S[aug.zx_target],
                                   minlength=nt)
     else:
-        dlog = dlogdet_M(state.mfactor.selected_inverse(relcov.M_indptr, relcov.M_indices), relcov, theta)
+        dlog = trace_dM(state.mfactor.selected_inverse(relcov.M_indptr, relcov.M_indices), relcov, theta)
     b = relcov.Lambda(theta) @ state.u
     r = (np.asarray(crossprod.Zty).ravel() - np.asarray(crossprod.ZtX @ state.beta).ravel()
          - np.asarray(crossprod.ZtZ @ b).ravel())

@@ -28,9 +28,9 @@ from ..errors import NumericalError
 from . import dense
 from .threads import kernel_threads, one_blas_thread, serial_twin
 
-TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel (InstEval,
-                         # q2 = 1,156: 24 -> 18 ms per factorization; 1M rows, q2 = 2,000: 255 -> 127 ms)
-TILE_ROWS = 128          # rows of S per tile: 128 x 2,000 doubles = 2 MiB, one L2 (1M rows: 27 -> 24 ms)
+TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel
+TILE_ROWS = 128          # rows of S per tile: 128 x 2,000 doubles = 2 MiB, one L2
+                         # (both measured: benchmarks/results/thresholds.md)
 LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over all pairs) costs
                           # ~4 criterion evaluations: the default optimizer is then BOBYQA
 DENSE_W_BYTES = 400 * 2**20   # the dense-W Schur product is used only below this size

@@ -29,15 +29,8 @@ except ImportError as exc:  # pragma: no cover
 
 ORDERINGS = ("natural", "amd", "metis")
 SUPERNODAL_SWITCH = 200.0 # supernodal only when flops / nnz(L) >= 200 (flops = sum of squared column
-                          # counts).  Below, the supernodes are tiny and their overhead dominates.
-                          # Measured per factorization, supernodal vs simplicial (2-core Xeon VM):
-                          # ratio 55 (1|a)+(1|b)+(1|a:b), 54k rows: 74 vs 8.3 ms; 125-153 (crossed
-                          # slopes): 20-47 vs 4-8 ms; 190-210: 14 vs 13, 5.8 vs 6.2 ms; 249
-                          # (InstEval, METIS): 21 vs 35 ms; 900 (1M rows): 237 vs 1026 ms.
-                          # (CHOLMOD's own switch is 40; lme4, through Matrix, is always simplicial.)
-THREADED_FLOPS = 1e10     # from here CHOLMOD's BLAS runs on all threads (a 3-D grid Laplacian, 91k
-                          # unknowns, METIS: 1.60 -> 0.85 s; the full MovieLens shape, 2.3e13 flops:
-                          # 479 s on one thread); below, one thread (threads.py: no spinning BLAS)
+                          # counts; measured: benchmarks/results/thresholds.md)
+THREADED_FLOPS = 1e10     # from here CHOLMOD's BLAS runs on all threads; below, one (thresholds.md)
 if not hasattr(_cholmod, "analyze"):  # pragma: no cover - the symbolic/numeric split is required
     raise ImportError(
         "sparsemixed needs scikit-sparse's cholmod.analyze (one symbolic analysis, numeric "

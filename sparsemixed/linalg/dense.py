@@ -13,10 +13,8 @@ which releases the GIL, with pointers into S: the panels and the trailing block 
 updated in place, no copy, no temporary.  Each thread runs single-threaded BLAS
 (the caller holds ``one_blas_thread``).  This is for the large blocks of MovieLens-sized
 models (n^3/3 ~ 1.4e12 flops at n = 16,034) and the 2,000-item block of a 1M-row
-model: OpenBLAS's own threads are faster on an idle machine for mid sizes but spin when
-the other core is busy (measured: threaded dpotrf twice as slow as single-threaded at
-n = 6,000 next to one busy process; at n = 1,156, 100x), and its threaded dpotrf crashed
-at n = 16,034 on one of our machines.  Python threads running single-threaded BLAS
+model: OpenBLAS's own threads spin when another core is busy (and its threaded dpotrf
+crashed at n = 16,034 on one of our machines: benchmarks/results/thresholds.md).  Python threads running single-threaded BLAS
 degrade to one core's speed under load and no further.
 
 The strips are fixed by n, b and the thread count, and each entry is updated by one

@@ -15,14 +15,12 @@
 * Time: the chosen factor's flops per factorization (q2^3/3 for the blocked factor,
   sum_j nnz(L_j)^2 for CHOLMOD) give an estimate of one evaluation's time at
   ASSUMED_FLOPS_PER_S; past COST_WARN_SECONDS a CostWarning says so, with the options,
-  before the first numeric factorization (the full MovieLens-32M shape: METIS, 893,890,748
-  entries, 2.3e13 flops, ~19 minutes per evaluation at the assumed rate; measured: 8 min
-  with CHOLMOD's BLAS on one thread, on a 2-core Intel Xeon VM).
+  before the first numeric factorization (e.g. the full MovieLens-32M shape:
+  benchmarks/results/thresholds.md).
 
 The factor is returned analysed, not factored: the first evaluation of the criterion
 factors it, at the theta the optimizer starts from (a factorization at lme4's theta = 1
-during the build would be wasted work when the fit starts elsewhere: ~35 s at 16,034
-movies).
+during the build would be wasted work when the fit starts elsewhere).
 """
 from __future__ import annotations
 

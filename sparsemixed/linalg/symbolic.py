@@ -12,8 +12,8 @@ passes ``limit`` entries, so a catastrophic ordering costs at most ``limit`` ste
 
     nnz(L) = sum_j c_j,     flops(L) ~ sum_j c_j^2,     bytes(L) ~ 8 nnz(L) (+ indices)
 
-CHOLMOD's supernodal factor stores these values plus padding (measured: up to 20% more
-on InstEval's orderings); the memory guard counts 16 bytes per entry.
+CHOLMOD's supernodal factor stores these values plus padding (up to 20% more:
+benchmarks/results/thresholds.md); the memory guard counts 16 bytes per entry.
 """
 from __future__ import annotations
 

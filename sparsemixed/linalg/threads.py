@@ -1,14 +1,8 @@
 """Threads: one BLAS thread on the hot path, compiled kernels serial when the work is small.
 
-Measured on the 2-core VM with the other core busy (another process at 100%):
-
-* threaded OpenBLAS spins and waits for the busy core: dpotri on InstEval's 1,156 x 1,156
-  Schur factor took 1.9-4.5 s against 20-30 ms on one thread, and even a 2 x 2
-  triangular solve took 8 ms against 0.02 ms;
-* a numba ``parallel=True`` kernel pays the same wake-up: the selected inverse of
-  sleepstudy's blocked factor (18 levels) took 24 ms on two threads, 0.008 ms on one.
-
-So every evaluation of the criterion and its gradient runs under :func:`one_blas_thread`
+With another core busy, threaded OpenBLAS spins and waits for it, and a numba
+``parallel=True`` kernel pays the same wake-up, on problems of any size (measured 100x to
+3000x slower: benchmarks/results/thresholds.md).  So every evaluation of the criterion and its gradient runs under :func:`one_blas_thread`
 (except a CHOLMOD factorization of more than cholesky.THREADED_FLOPS, :func:`all_blas_threads`)
 (the package parallelises the large dense work itself, on Python threads with
 single-threaded BLAS: linalg.dense), and a parallel kernel is called only when its work,
@@ -17,8 +11,8 @@ counted in inner-loop steps, passes PARALLEL_MIN_WORK; otherwise its serial twin
 
 After a parallel kernel, GNU OpenMP's idle threads spin (300,000 iterations by default)
 and slow the dense Cholesky that runs next on Python threads; ``sparsemixed/__init__.py``
-sets ``GOMP_SPINCOUNT=50000`` unless the user has set it (InstEval evaluation 14.3 -> 12.0
-ms, 1M rows 61 -> 56 ms).
+sets ``GOMP_SPINCOUNT=50000`` unless the user has set it (about 10% per evaluation at
+InstEval and 1M rows: benchmarks/results/thresholds.md; docs/scaling.md).
 """
 from __future__ import annotations
 

@@ -1,0 +1,45 @@
+"""Generalized linear mixed models (binomial, Poisson) on the linear model's engine.
+
+    glmm.response   the response as glmer reads it: cbind(), factors, weights, offsets; y | u
+    glmm.weighted   Z'WZ on the analysed pattern for new weights: one compiled pass
+    glmm.pirls      PIRLS to the conditional mode; the Laplace deviance
+    glmm.agq        adaptive Gauss-Hermite quadrature (one scalar random-effects term)
+    glmm.model      GeneralizedLinearMixedModel: objective(theta) / objective([theta, beta])
+    glmm.fit        glmer's two stages (nAGQ = 0, then theta and beta jointly)
+    glmm.hessian    finite-difference Hessian of the deviance (glmer's default vcov)
+    glmm.result     GlmerResult: fixef, vcov, varcorr, ranef, loglik, residuals, summary
+    glmm.display    glmer's summary layout
+"""
+from __future__ import annotations
+
+from .model import GeneralizedLinearMixedModel
+
+
+def glmer(formula: str, data, family="binomial", nAGQ: int = 1, weights=None, offset=None,
+          na_action: str = "omit", ordering: str = "auto", memory_limit=None) -> GeneralizedLinearMixedModel:
+    """Build (not fit) a generalized linear mixed model from an lme4 formula; ``.fit()`` it.
+
+    Parameters
+    ----------
+    formula : lme4 syntax: ``"acc ~ cond + (1 | subj) + (1 | item)"``; a binomial response
+        may be 0/1, logical, a two-level factor (the first level a failure),
+        ``cbind(successes, failures)``, or a proportion with ``weights=`` the trials;
+        ``offset(log(t))`` terms are allowed.
+    data : a pandas DataFrame (never modified).
+    family : ``"binomial"`` (logit link), ``"poisson"`` (log link), an R-style string such as
+        ``"binomial(link = 'probit')"``, or a family object
+        (``sparsemixed.families.Binomial(link="cloglog")``).  Families with a dispersion
+        parameter (Gamma, inverse Gaussian, negative binomial) are refused; Gaussian: use
+        :func:`sparsemixed.lmer`.
+    nAGQ : 1 (default) Laplace, theta and beta optimised jointly after a first stage with
+        beta inside PIRLS; 0 that first stage only (faster, beta slightly different); > 1
+        adaptive Gauss-Hermite quadrature with that many nodes, for a single scalar term.
+    weights : prior weights (binomial: the numbers of trials), a column name or an array.
+    offset : an offset on the linear-predictor scale (column name or array), added to any
+        ``offset()`` terms of the formula.
+    """
+    return GeneralizedLinearMixedModel(formula, data, family=family, weights=weights, offset=offset, nAGQ=nAGQ,
+                                       na_action=na_action, ordering=ordering, memory_limit=memory_limit)
+
+
+__all__ = ["glmer", "GeneralizedLinearMixedModel"]

@@ -1,0 +1,146 @@
+"""GeneralizedLinearMixedModel: the Laplace deviance as a function of theta (and beta).
+
+    y_i | u ~ family(mu_i),  g(mu) = eta = offset + X beta + Z b,  b = Lambda(theta) u,  u ~ N(0, I)
+
+    nAGQ = 0:  objective(theta)        = Laplace(theta, beta-hat(theta))   (beta inside PIRLS)
+    nAGQ = 1:  objective([theta, beta]) = Laplace(theta, beta)              (u inside PIRLS)
+    Laplace   = -2 log p(y | u-hat) + ||u-hat||^2 + log|L|^2                (glmm/pirls.py)
+
+The random-effects structures, the symbolic analysis and the engine are the linear
+model's (built once, model.LinearMixedModel on the working response column); each PIRLS
+iteration changes only the values of the weighted cross-products (glmm/weighted.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import assemble
+from ..design import build_design
+from ..errors import ArgumentError
+from ..model import LinearMixedModel
+from .pirls import Mode, pirls
+from .response import OFFSET, RESPONSE, WEIGHTS, GLMResponse, prepare
+from .weighted import WeightedProducts, structural_gram
+
+
+class GeneralizedLinearMixedModel:
+    """A generalized linear mixed model in lme4's formulation; build it with
+    :func:`sparsemixed.glmer` and call :meth:`fit`.
+
+    Public pieces: ``formula``, ``family``, ``nAGQ``, ``terms``, ``fixef_names``, ``theta0``,
+    ``lower``, ``response`` (y, prior weights, offset: glmm/response.py), ``engine`` (the
+    linear model's, reweighted in every PIRLS iteration); methods :meth:`mode` (PIRLS at
+    theta [and beta]), :meth:`objective`, :meth:`fit`.
+    """
+
+    def __init__(self, formula: str, data, family="binomial", weights=None, offset=None, nAGQ: int = 1,
+                 na_action: str = "omit", ordering: str = "auto", memory_limit=None):
+        from ..families import family_from
+
+        fam = family_from(family)
+        if fam.name == "gaussian":
+            raise ArgumentError("glmer does not fit the Gaussian family: use sparsemixed.lmer(formula, data) "
+                                "(it profiles out sigma and fits by REML or ML)")
+        self.family = fam
+        self.formula = formula
+        self.nAGQ = _check_nagq(nAGQ)
+        prep = prepare(formula, data, fam, weights, offset)
+        self.response_label = prep.response_label
+        self.data = data
+        parts = assemble.from_frame(prep.formula, prep.data, offset=OFFSET, na_action=na_action, sparse_X=False,
+                                    residual_variance=False)
+        d = build_design(parts.source, parts.terms, parts.fixed.cols)
+        # the analysis on Z'Z's structural pattern: an entry that cancels to 0 in Z'Z need not in Z'WZ
+        parts.crossprod.ZtZ = structural_gram(d.Z)
+        self.lmm = LinearMixedModel.from_model_parts(parts, REML=False, ordering=ordering,
+                                                     memory_limit=memory_limit)
+        kept = d.kept if d.kept is not None else np.ones(len(prep.data), dtype=bool)
+        w = prep.data[WEIGHTS].to_numpy(dtype=float)[kept]
+        off = d.offset if d.offset is not None else np.zeros(d.n)
+        self.response = GLMResponse(np.asarray(d.y, dtype=float), w, off, fam, prep.trials_weights)
+        self.response.check(prep.response_label)
+        self.kept = d.kept
+        self.weighted = WeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ)
+        if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
+            raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                                f"random-effects term such as (1 | g); this model has "
+                                f"{' + '.join(f'({t.expr} | {t.group.name})' for t in self.terms)}. "
+                                "Use nAGQ=1 (Laplace) or nAGQ=0")
+
+    # -- where things are ---------------------------------------------------------------
+    terms = property(lambda self: self.lmm.terms)
+    engine = property(lambda self: self.lmm.engine)
+    relcov = property(lambda self: self.lmm.relcov)
+    theta0 = property(lambda self: self.lmm.theta0)
+    lower = property(lambda self: self.lmm.lower)
+    fixef_names = property(lambda self: self.lmm.fixef_names)
+    nobs = property(lambda self: self.response.n)
+    p = property(lambda self: self.weighted.X.shape[1])
+    q = property(lambda self: self.lmm.q)
+    X = property(lambda self: self.weighted.X)
+    Z = property(lambda self: self.weighted.Z)
+
+    def Lambda(self, theta):
+        return self.relcov.Lambda(np.asarray(theta, dtype=float))
+
+    def start_eta(self) -> np.ndarray:
+        """glm's start: eta = g(mustart), mustart from the family's initialize."""
+        r = self.response
+        return self.family.link.linkfun(self.family.mustart(r.y, r.prior_weights))
+
+    # -- the objective ------------------------------------------------------------------
+    def mode(self, theta, beta=None, u0=None) -> Mode:
+        """The conditional mode at theta: with ``beta`` (nAGQ >= 1) of u alone; without, of
+        u and beta jointly (nAGQ = 0), from glm's start when ``u0`` is None."""
+        theta = np.asarray(theta, dtype=float)
+        if beta is None:
+            beta0 = self.start_beta() if u0 is None else None
+            return pirls(self.engine, self.weighted, self.response, theta, beta0 if beta0 is not None else
+                         np.zeros(self.p), u0=u0, joint=True)
+        return pirls(self.engine, self.weighted, self.response, theta, np.asarray(beta, dtype=float), u0=u0)
+
+    def start_beta(self) -> np.ndarray:
+        """The least-squares fit of g(mustart) - offset on X (glm's first working fit, unweighted)."""
+        X = self.X
+        if not X.shape[1]:
+            return np.zeros(0)
+        beta, *_ = np.linalg.lstsq(X, self.start_eta() - self.response.offset, rcond=None)
+        return beta
+
+    def objective(self, params) -> float:
+        """nAGQ = 0: params = theta (beta from PIRLS); nAGQ >= 1: params = [theta, beta]."""
+        params = np.asarray(params, dtype=float)
+        nt = self.theta0.size
+        if params.size == nt:
+            return self.mode(params).laplace
+        if params.size != nt + self.p:
+            raise ArgumentError(f"objective takes theta ({nt} values) or [theta, beta] ({nt + self.p}), "
+                                f"got {params.size}")
+        m = self.mode(params[:nt], params[nt:])
+        if self.nAGQ > 1:
+            from .agq import agq_deviance
+
+            return agq_deviance(self, m, self.nAGQ)
+        return m.laplace
+
+    def fit(self, nAGQ: int | None = None, verbose: bool = False, control=None):
+        """Fit by Laplace (nAGQ = 1, default), adaptive quadrature (nAGQ > 1) or with beta
+        inside PIRLS (nAGQ = 0); returns a :class:`~sparsemixed.glmm.result.GlmerResult`."""
+        from .fit import fit
+
+        return fit(self, self.nAGQ if nAGQ is None else _check_nagq(nAGQ), verbose=verbose, control=control)
+
+    def __repr__(self) -> str:
+        terms = " + ".join(f"({t.expr} | {t.group.name})" for t in self.terms)
+        return (f"GeneralizedLinearMixedModel({self.formula!r}, family={self.family!r}, nAGQ={self.nAGQ}, "
+                f"n={self.nobs}, p={self.p}, q={self.q}, terms={terms})")
+
+
+def _check_nagq(nAGQ) -> int:
+    if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer)) or nAGQ < 0:
+        raise ArgumentError(f"nAGQ must be a whole number >= 0 (0: beta inside PIRLS, 1: Laplace, > 1: adaptive "
+                            f"Gauss-Hermite quadrature), got {nAGQ!r}")
+    return int(nAGQ)
+
+
+__all__ = ["GeneralizedLinearMixedModel", "RESPONSE"]

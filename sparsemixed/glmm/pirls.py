@@ -1,0 +1,113 @@
+"""Penalized iteratively reweighted least squares and the Laplace deviance.
+
+At theta (and beta, for nAGQ >= 1), the conditional mode u minimises the penalized deviance
+
+    pdev(u [, beta]) = sum_i d_i(y_i, mu_i) + ||u||^2,   mu = linkinv(offset + X beta + Z Lambda u)
+
+by Newton steps, each a weighted penalized least-squares solve on the engine (the working
+weights w and response z of response.GLMResponse; the same symbolic analysis every time,
+glmm/weighted.py supplies the values), halving the step while pdev does not decrease.
+At the mode, with L the factor of Lambda'Z'WZ Lambda + I at the mode's weights,
+
+    Laplace deviance  = -2 log p(y | u) + ||u||^2 + log|L|^2          (lme4's glmer, nAGQ = 1)
+
+``joint=True`` updates beta with u (lme4's nAGQ = 0, MixedModels.jl's fast=true):
+beta is then the PIRLS solution at theta, not a parameter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import NumericalError
+
+MAX_ITER = 100
+MAX_HALVINGS = 20
+TOL = 1e-13           # relative change of pdev at which PIRLS stops (lme4's tolPwrss is 1e-7)
+
+
+@dataclass(eq=False)
+class Mode:
+    """The conditional mode at (theta, beta) and what the Laplace deviance needs."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    b: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    weights: np.ndarray       # working weights at the mode
+    ldL2: float               # log|L|^2 at the mode's weights
+    sqrL: float               # ||u||^2
+    cond_m2ll: float          # -2 log p(y | u)
+    deviance_sum: float       # sum of deviance residuals (glmer's deviance())
+    iterations: int
+    halvings: int
+    state: object = field(default=None, repr=False)   # the engine's PLS state at the mode's weights
+    engine: object = field(default=None, repr=False)  # the reweighted engine of that state
+
+    @property
+    def laplace(self) -> float:
+        return self.cond_m2ll + self.sqrL + self.ldL2
+
+
+def _eta(wp, resp, beta, b):
+    eta = np.asarray(wp.Z @ b).ravel() + resp.offset
+    if beta.size:
+        eta = eta + wp.X @ beta
+    return eta
+
+
+def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: float = TOL,
+          max_iter: int = MAX_ITER) -> Mode:
+    """The conditional mode (and, ``joint``, beta) at theta by PIRLS from ``u0`` (zeros)."""
+    theta = np.asarray(theta, dtype=float)
+    beta = np.asarray(beta, dtype=float)
+    q = engine.relcov.q
+    Lam = engine.relcov.Lambda(theta)
+    u = np.zeros(q) if u0 is None else np.asarray(u0, dtype=float).copy()
+    b = Lam @ u
+    eta = _eta(wp, resp, beta, b)
+    mu = resp.mu(eta)
+    pdev = resp.deviance(mu) + u @ u
+    if not np.isfinite(pdev):
+        raise NumericalError("the penalized deviance is not finite at the start of PIRLS")
+    halvings = 0
+    for it in range(1, max_iter + 1):
+        _, w, z = resp.working(eta)
+        r = z if joint else z - (wp.X @ beta if beta.size else 0.0)
+        eng = engine.reweighted(wp.cross_products(w, r, with_X=joint))
+        st = eng.solve(theta, reml=False)
+        u_new, _ = eng.random_effects(st)
+        beta_new = st.beta if joint else beta
+        # step halving on the penalized deviance
+        for h in range(MAX_HALVINGS + 1):
+            b_new = Lam @ u_new
+            eta_new = _eta(wp, resp, beta_new, b_new)
+            mu_new = resp.mu(eta_new)
+            pdev_new = resp.deviance(mu_new) + u_new @ u_new
+            if np.isfinite(pdev_new) and pdev_new <= pdev * (1 + 1e-14) + 1e-300:
+                break
+            halvings += 1
+            u_new = 0.5 * (u + u_new)
+            beta_new = 0.5 * (beta + beta_new) if joint else beta
+        else:
+            raise NumericalError(
+                f"PIRLS could not lower the penalized deviance at theta = {np.round(theta, 6).tolist()} "
+                f"(iteration {it}, {MAX_HALVINGS} step halvings): the model may be too complex for the data, "
+                "or the response separates the fixed effects")
+        change = pdev - pdev_new
+        u, beta, b, eta, mu, pdev = u_new, beta_new, b_new, eta_new, mu_new, pdev_new
+        if change <= tol * (abs(pdev) + tol):
+            break
+    else:
+        raise NumericalError(f"PIRLS did not converge in {max_iter} iterations at theta = "
+                             f"{np.round(theta, 6).tolist()} (last change of the penalized deviance "
+                             f"{change:.3g}); the model may be too complex for the data")
+    # the factor at the mode's own weights: the Laplace approximation's curvature
+    _, w, z = resp.working(eta)
+    eng = engine.reweighted(wp.cross_products(w, z, with_X=joint))
+    st = eng.solve(theta, reml=False)
+    return Mode(theta, beta, u, b, eta, mu, w, float(st.ldL2), float(u @ u), resp.minus2loglik(mu),
+                resp.deviance(mu), it, halvings, st, eng)

@@ -1,0 +1,249 @@
+"""GlmerResult: a fitted GLMM in lme4's vocabulary (glmer's merMod).
+
+    -2 logLik = -2 log p(y | u-hat) + ||u-hat||^2 + log|L|^2     (Laplace; nAGQ = 0 and 1)
+    deviance() = sum of squared deviance residuals                 (glmer's deviance())
+    vcov      = 2 H^-1, beta block, H the finite-difference Hessian of the deviance in
+                (theta, beta) (glmer's default for nAGQ >= 1);  use_hessian=False (and nAGQ = 0):
+                (R_X'R_X)^-1 from the joint solve at the mode's weights (dispersion 1)
+    ranef     = b-hat = Lambda u-hat;  condsd = sqrt(diag(Lambda M^-1 Lambda')) at the mode
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from ..results.varcorr import term_covariances, varcorr_frame
+
+RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
+
+
+class GlmerResult:
+    def __init__(self, model, mode, optsummary, nAGQ: int):
+        self.model, self.mode, self.optsummary, self.nAGQ = model, mode, optsummary, nAGQ
+        self.theta = np.asarray(mode.theta, dtype=float)
+        self.beta = np.asarray(mode.beta, dtype=float)
+        self.u, self.b = mode.u, mode.b
+        self._hessian = None
+
+    # -- likelihood ---------------------------------------------------------------------
+    @property
+    def objective(self) -> float:
+        """The optimised criterion: the Laplace deviance (nAGQ <= 1) or glmer's AGQ value."""
+        return float(self.optsummary.fmin) if self.nAGQ > 1 else self.mode.laplace
+
+    @property
+    def minus2loglik(self) -> float:
+        if self.nAGQ > 1:
+            return self.objective     # glmer's convention (see glmm/agq.py)
+        return self.mode.laplace
+
+    @property
+    def minus2loglik_full(self) -> float:
+        """-2 log L with every constant: for nAGQ > 1 glmer's value plus the saturated
+        model's -2 log-likelihood it leaves out (glmm/agq.py); else :attr:`minus2loglik`."""
+        if self.nAGQ > 1:
+            return self.objective + self.model.response.saturated_minus2loglik()
+        return self.minus2loglik
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.minus2loglik
+
+    @property
+    def npar(self) -> int:
+        return self.theta.size + self.beta.size
+
+    @property
+    def nobs(self) -> int:
+        return self.model.nobs
+
+    @property
+    def aic(self) -> float:
+        return self.minus2loglik + 2 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.minus2loglik + math.log(self.nobs) * self.npar
+
+    def deviance(self) -> float:
+        """glmer's deviance(): the sum of squared deviance residuals at the fit."""
+        return self.mode.deviance_sum
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.optsummary.converged)
+
+    @property
+    def is_singular(self) -> bool:
+        from ..diagnostics import singular_terms
+
+        return bool(singular_terms(self.model.lmm, self.theta))
+
+    @property
+    def ngroups(self) -> dict:
+        out = {}
+        for t in self.model.terms:
+            out.setdefault(t.group.name, t.nlevels)
+        return out
+
+    # -- fixed effects ------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.model.fixef_names, name="Estimate")
+
+    def hessian(self) -> np.ndarray:
+        """Central-difference Hessian of the deviance in (theta, beta) at the fit (cached)."""
+        if self._hessian is None:
+            from .hessian import deviance_hessian
+
+            self._hessian = deviance_hessian(self.model, self.theta, self.beta, self.u, self.nAGQ)
+        return self._hessian
+
+    def vcov(self, use_hessian: bool | None = None) -> pd.DataFrame:
+        """Covariance of the fixed effects: glmer's default (Hessian for nAGQ >= 1, R_X for
+        nAGQ = 0), or the one chosen by ``use_hessian``."""
+        names = self.model.fixef_names
+        use = self.nAGQ >= 1 if use_hessian is None else bool(use_hessian)
+        if use:
+            H = self.hessian()
+            nt = self.theta.size
+            V = np.linalg.inv(H)[nt:, nt:] * 2.0
+            if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
+                from ..errors import NumericalError
+
+                raise NumericalError("the Hessian of the deviance is not positive definite at the fit; use "
+                                     "vcov(use_hessian=False) for the conditional (R_X) covariance")
+        else:
+            RX = self._joint_state().RX
+            Rinv = sla.solve_triangular(RX, np.eye(len(names)), lower=False)
+            V = Rinv @ Rinv.T
+        return pd.DataFrame(V, index=names, columns=names)
+
+    def _joint_state(self):
+        """The PLS state of the joint (u, beta) system at the mode's working weights."""
+        m = self.mode
+        _, w, z = self.model.response.working(m.eta)
+        eng = self.model.engine.reweighted(self.model.weighted.cross_products(w, z, with_X=True))
+        return eng.solve(self.theta, reml=False)
+
+    @property
+    def fixef_se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov().to_numpy())), index=self.model.fixef_names,
+                         name="Std. Error")
+
+    def coef_table(self) -> pd.DataFrame:
+        """Estimate, Std. Error, z value, Pr(>|z|) (glmer's summary)."""
+        from scipy.stats import norm
+
+        est, se = self.fixef, self.fixef_se
+        z = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                             "Pr(>|z|)": 2 * norm.sf(np.abs(z))})
+
+    # -- random effects -----------------------------------------------------------------
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's as.data.frame(VarCorr(fit)) (no residual row: the dispersion is 1)."""
+        vc = varcorr_frame(self.model.terms, self.theta, 1.0)
+        return vc[vc["grp"] != "Residual"].reset_index(drop=True)
+
+    @property
+    def cov_re(self) -> dict:
+        return {t.name: pd.DataFrame(S, index=t.columns, columns=t.columns)
+                for t, S in zip(self.model.terms, term_covariances(self.model.terms, self.theta, 1.0))}
+
+    def _term_blocks(self, vec):
+        off = 0
+        for t in self.model.terms:
+            yield t, vec[off: off + t.q].reshape(t.nlevels, t.k)
+            off += t.q
+
+    @property
+    def ranef(self) -> dict:
+        """Conditional modes b: grouping factor -> DataFrame (levels x columns)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t, block in self._term_blocks(self.b):
+            df = pd.DataFrame(block, index=pd.Index(t.group.levels, name=t.group.name), columns=t.columns)
+            if t.group.name in out:
+                prev = out[t.group.name]
+                df = pd.concat([prev, df.rename(columns=lambda c: c if c not in prev.columns else f"{c}.1")], axis=1)
+            out[t.group.name] = df
+        return out
+
+    def condsd(self) -> np.ndarray:
+        """Conditional SDs of b: sqrt(diag(Lambda M^-1 Lambda')) at the mode's weights
+        (lme4's ranef(condVar = TRUE) with dispersion 1)."""
+        st = self.mode.state
+        f = st.factor
+        relcov = self.model.relcov
+        Lam = relcov.Lambda(self.theta)
+        q = relcov.q
+        # diag(Lambda M^-1 Lambda') = column sums of (L^-1 P Lambda')^2
+        W = f.solve_L(np.asarray(Lam.T.toarray()))
+        return np.sqrt(np.sum(W * W, axis=0)) if q else np.zeros(0)
+
+    def ranef_frame(self) -> pd.DataFrame:
+        """lme4's as.data.frame(ranef(fit, condVar = TRUE)): grpvar, term, grp, condval, condsd."""
+        sd = self.condsd()
+        rows = []
+        off = 0
+        for t in self.model.terms:
+            vals = self.b[off: off + t.q].reshape(t.nlevels, t.k)
+            sds = sd[off: off + t.q].reshape(t.nlevels, t.k)
+            for j, c in enumerate(t.columns):
+                for i, lev in enumerate(t.group.levels):
+                    rows.append((t.group.name, c, str(lev), vals[i, j], sds[i, j]))
+            off += t.q
+        return pd.DataFrame(rows, columns=["grpvar", "term", "grp", "condval", "condsd"])
+
+    def coef(self) -> dict:
+        fe = self.fixef
+        out = {}
+        for g, re in self.ranef.items():
+            df = pd.DataFrame({name: np.full(len(re), val) for name, val in fe.items()}, index=re.index)
+            for c in re.columns:
+                base = c.removesuffix(".1")
+                df[base] = df[base] + re[c] if base in df else re[c]
+            out[g] = df
+        return out
+
+    # -- rows ---------------------------------------------------------------------------
+    def fitted(self) -> np.ndarray:
+        """mu-hat, the fitted values on the response scale (proportions for binomial)."""
+        return self.mode.mu.copy()
+
+    def linear_predictor(self) -> np.ndarray:
+        return self.mode.eta.copy()
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """lme4's residuals(fit, type): deviance (default), pearson, working, response."""
+        if type not in RESIDUAL_TYPES:
+            from ..errors import ArgumentError
+
+            raise ArgumentError(f"type must be one of {RESIDUAL_TYPES}, got {type!r}")
+        r = self.model.response
+        mu, eta, y = self.mode.mu, self.mode.eta, r.y
+        if type == "response":
+            return y - mu
+        if type == "working":
+            return (y - mu) / r.family.link.mu_eta(eta)
+        if type == "pearson":
+            return (y - mu) * np.sqrt(r.prior_weights) / np.sqrt(r.family.variance(mu))
+        d = r.family.dev_resids(y, mu, r.prior_weights)
+        return np.sign(y - mu) * np.sqrt(np.clip(d, 0.0, None))
+
+    # -- printing -----------------------------------------------------------------------
+    def summary(self) -> str:
+        from .display import summary_text
+
+        return summary_text(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return (f"<GlmerResult {self.model.formula!r} ({self.model.family!r}, nAGQ={self.nAGQ}): "
+                f"-2logLik {self.minus2loglik:.4f}, theta={np.round(self.theta, 5).tolist()}>")

@@ -1,0 +1,120 @@
+"""Weighted cross-products on a fixed pattern, for every PIRLS iteration.
+
+    Z'WZ = sum_i w_i z_i z_i'      on the stored entries of Z'Z (the analysed pattern)
+    Z'W[X r],  X'WX,  X'Wr,  r'Wr
+
+Row i of Z has a few entries (one per random-effects column of its levels); each product
+z_ia z_ib lands at a fixed position of Z'Z's CSR data.  Those positions and products are
+found once (:class:`WeightedProducts`); a new weight vector then costs one compiled pass
+over them (O(sum_i nnz(z_i)^2)) and dense products for X, with no sparse matrix built
+and nothing n x n.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from ..crossprod import CrossProducts
+from ..engine.reweight import values_on_pattern
+from ..errors import NumericalError
+
+
+def structural_gram(Z: sp.csr_matrix) -> sp.csr_matrix:
+    """Z'Z on its structural pattern: every (a, b) with a row holding both columns, stored
+    even where the values cancel to 0 (scipy's product drops such entries, and weights
+    other than the prior ones make them nonzero)."""
+    Z = sp.csr_matrix(Z)
+    ones = sp.csr_matrix((np.ones(Z.nnz), Z.indices, Z.indptr), shape=Z.shape)
+    S = (ones.T @ ones).tocsr()
+    S.sort_indices()
+    A = (Z.T @ Z).tocsr()
+    return sp.csr_matrix((values_on_pattern(A, S), S.indices.copy(), S.indptr.copy()), shape=S.shape)
+
+
+@njit(cache=True)
+def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
+    """For each row i and each pair (a, b) of its entries: the position of (c_a, c_b) in
+    A's CSR data and z_ia z_ib; returns False when a pair is outside A's pattern."""
+    k = 0
+    for i in range(indptr.size - 1):
+        for ja in range(indptr[i], indptr[i + 1]):
+            ca = indices[ja]
+            lo, hi = A_indptr[ca], A_indptr[ca + 1]
+            for jb in range(indptr[i], indptr[i + 1]):
+                cb = indices[jb]
+                # binary search of cb in A's row ca (sorted)
+                a, b = lo, hi
+                while a < b:
+                    m = (a + b) // 2
+                    if A_indices[m] < cb:
+                        a = m + 1
+                    else:
+                        b = m
+                if a == hi or A_indices[a] != cb:
+                    return False
+                pos[k] = a
+                prod[k] = data[ja] * data[jb]
+                k += 1
+    return True
+
+
+@njit(cache=True)
+def _scatter(row_ptr, pos, prod, w, nnz):
+    out = np.zeros(nnz)
+    for i in range(row_ptr.size - 1):
+        wi = w[i]
+        for k in range(row_ptr[i], row_ptr[i + 1]):
+            out[pos[k]] += wi * prod[k]
+    return out
+
+
+class WeightedProducts:
+    """The map from row weights to Z'WZ's values on ``A``'s pattern (A = Z'Z, CSR,
+    sorted), and the dense products with X."""
+
+    def __init__(self, Z: sp.csr_matrix, X: np.ndarray, A: sp.csr_matrix):
+        Z = sp.csr_matrix(Z)
+        Z.sort_indices()
+        if not A.has_sorted_indices:
+            raise ValueError("A must have sorted indices")
+        counts = np.diff(Z.indptr).astype(np.int64)
+        self.row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
+        total = int(self.row_ptr[-1])
+        self.pos = np.empty(total, dtype=np.int64)
+        self.prod = np.empty(total, dtype=np.float64)
+        ok = _pairs(Z.indptr.astype(np.int64), Z.indices.astype(np.int64), Z.data.astype(np.float64),
+                    A.indptr.astype(np.int64), A.indices.astype(np.int64), self.pos, self.prod)
+        if not ok:
+            raise NumericalError("a row's random-effects columns fall outside the analysed pattern of Z'Z")
+        self.A = A
+        self.Z = Z
+        self.Zt = Z.T.tocsr()
+        self.X = np.ascontiguousarray(X, dtype=float)
+
+    @property
+    def n(self) -> int:
+        return self.Z.shape[0]
+
+    def ZtWZ(self, w: np.ndarray) -> sp.csr_matrix:
+        """Z'WZ on A's pattern (sharing A's index arrays)."""
+        vals = _scatter(self.row_ptr, self.pos, self.prod, np.ascontiguousarray(w, dtype=float), self.A.nnz)
+        return sp.csr_matrix((vals, self.A.indices, self.A.indptr), shape=self.A.shape, copy=False)
+
+    def cross_products(self, w: np.ndarray, r: np.ndarray, with_X: bool = True) -> CrossProducts:
+        """Cross-products of [Z X r] weighted by w (``with_X`` False: of [Z r] only, for a
+        solve for u at fixed beta)."""
+        w = np.ascontiguousarray(w, dtype=float)
+        wr = w * r
+        q = self.A.shape[0]
+        if with_X and self.X.shape[1]:
+            WX = self.X * w[:, None]
+            B = np.empty((self.n, self.X.shape[1] + 1))
+            B[:, :-1], B[:, -1] = WX, wr
+            ZtB = np.asarray(self.Zt @ B)
+            ZtX, Ztr = ZtB[:, :-1], ZtB[:, -1]
+            XtX, Xtr = self.X.T @ WX, self.X.T @ wr
+        else:
+            ZtX, Ztr = np.zeros((q, 0)), np.asarray(self.Zt @ wr).ravel()
+            XtX, Xtr = np.zeros((0, 0)), np.zeros(0)
+        return CrossProducts(self.ZtWZ(w), np.ascontiguousarray(ZtX), Ztr, XtX, Xtr, float(wr @ r), self.n)
