@@ -54,7 +54,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 RUN_MARKER = "<!-- docs: run -->"
 NAV = [("index.md", "Home"), ("formula.md", "Formulas"), ("notation.md", "Notation"), ("architecture.md", "Architecture"),
-       ("engine.md", "Engine"), ("scaling.md", "Scaling"), ("datasets.md", "Data sets"),
+       ("engine.md", "Engine"), ("glmm.md", "GLMMs"), ("scaling.md", "Scaling"), ("datasets.md", "Data sets"),
        ("examples/sleepstudy.md", "sleepstudy"), ("examples/insteval.md", "InstEval"),
        ("api.html", "API")]
 
@@ -62,7 +62,12 @@ NAV = [("index.md", "Home"), ("formula.md", "Formulas"), ("notation.md", "Notati
 # optional may be missing (a module not installed or not written yet) without a problem.
 API = [
     ("Fitting: the lme4 interface", ["sparsemixed.lmer", "sparsemixed.LinearMixedModel",
-                                     "sparsemixed.LmerResult", "sparsemixed.OptSummary"]),
+                                     "sparsemixed.LmerResult", "sparsemixed.OptSummary",
+                                     "sparsemixed.FitControl", "sparsemixed.BoundaryRules"]),
+    ("Generalized linear mixed models", ["sparsemixed.glmer", "sparsemixed.GeneralizedLinearMixedModel",
+                                         "sparsemixed.glmm.result.GlmerResult",
+                                         "sparsemixed.families.Binomial", "sparsemixed.families.Poisson",
+                                         "sparsemixed.families.family_from"]),
     ("Model comparison and tests", ["sparsemixed.anova", "sparsemixed.lrt_variance",
                                     "sparsemixed.oneway_anova"]),
     ("The statsmodels interface", ["sparsemixed.mixedlm", "sparsemixed.MixedLM",

@@ -55,7 +55,9 @@ class FitControl:
         its bound (one evaluation each; a second local optimum on a face is common with
         crossed or nested scalar terms on small data); a better one is restarted from.
         True: always; False: never; None: when those evaluations cost under
-        ``check_budget`` of the fit's time.
+        ``check_budget`` of the fit's time.  Only the terms of fewer than
+        ``face_probe_levels`` levels are probed (the criterion's curvature in a term's
+        theta grows with its levels; the two-minima cases had under ten).
     boundary
         the thresholds of the boundary checks (:class:`~sparsemixed.optimize.BoundaryRules`:
         restarts off a bound, the steps and curvature probes tried there, the snap onto it).
@@ -75,6 +77,7 @@ class FitControl:
     max_gradient_restarts: int = MAX_GRADIENT_RESTARTS
     second_start: bool = True
     face_probe: bool | None = None
+    face_probe_levels: int = 100
     boundary: BoundaryRules = BOUNDARY
 
 
@@ -190,7 +193,8 @@ def _face_point(model, summary, fun, control: FitControl):
     """The best point among the stop with one bounded theta_k moved onto its bound, if it
     is lower than the stop (by 1e-8 relative), else None (see FitControl.face_probe)."""
     x, lower = np.asarray(summary.final, dtype=float), model.lower
-    off = np.flatnonzero(np.isfinite(lower) & (x > lower))
+    levels = np.concatenate([np.full(t.ntheta, t.nlevels) for t in model.terms]) if model.terms else np.zeros(0)
+    off = np.flatnonzero(np.isfinite(lower) & (x > lower) & (levels < control.face_probe_levels))
     per_eval = summary.seconds / max(1, summary.feval)
     if (control.face_probe is False or not off.size or summary.feval + off.size > summary.maxeval
             or (control.face_probe is None and off.size * per_eval > max(control.check_budget_min,

@@ -69,3 +69,99 @@ def test_against_glmer(name):
     assert r.aic == pytest.approx(ref["aic"], abs=0.01 + 1e-6 * abs(ref["aic"]))
     assert r.bic == pytest.approx(ref["bic"], abs=0.01 + 1e-6 * abs(ref["bic"]))
     assert r.deviance() == pytest.approx(ref["deviance"], rel=1e-4)
+
+
+def _at_glmer(name):
+    """The model and its mode at glmer's (theta, beta) (exact_reference.json)."""
+    ex = EXACT[name]
+    m = _fit(name)[0]
+    theta = np.atleast_1d(np.array(ex["theta"], dtype=float))
+    beta = np.array(list(ex["fixef"].values()), dtype=float)
+    return m, ex, theta, beta
+
+
+def _requires_exact():
+    if not EXACT:
+        pytest.fail("tests/reference/glmm/exact_reference.json is missing: run "
+                    "Rscript tests/reference/glmm/make_exact_reference.R")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deviance_at_glmer_estimates(name):
+    """The fully converged Laplace (or AGQ) deviance at glmer's estimates: 1e-8 relative."""
+    _requires_exact()
+    m, ex, theta, beta = _at_glmer(name)
+    lag = ex["laplace_at_glmer"]
+    if lag["devfun_argument"] == "theta":                 # nAGQ = 0: beta inside PIRLS
+        assert m.objective(theta) == pytest.approx(lag["value"], rel=1e-8)
+        np.testing.assert_allclose(m.mode(theta).beta, list(lag["beta_at_theta"].values()), rtol=1e-6, atol=1e-7)
+        return
+    x = np.concatenate([theta, beta])
+    if m.nAGQ > 1:
+        assert m.objective(x) == pytest.approx(lag["agq"]["value"], rel=1e-8)
+        from sparsemixed.glmm.agq import agq_deviance
+
+        mode = m.mode(theta, beta)
+        assert mode.laplace == pytest.approx(lag["value"], rel=1e-8)
+        return
+    assert m.objective(x) == pytest.approx(lag["value"], rel=1e-8)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("cbpp")])
+def test_agq_values_at_glmer_estimates(name):
+    """nAGQ = 1, 2, 5, 9, 25 at the same point, in glmer's convention, and the saturated
+    constant that convention leaves out."""
+    _requires_exact()
+    from sparsemixed.glmm.agq import agq_deviance
+
+    m, ex, theta, beta = _at_glmer(name)
+    mode = m.mode(theta, beta)
+    agq = ex["agq"]
+    for k, ref, full in zip(agq["nAGQ"], agq["values"], agq["values_full_minus2loglik"]):
+        ours = mode.laplace if k == 1 else agq_deviance(m, mode, k)
+        assert ours == pytest.approx(ref, rel=1e-8), k
+        if k > 1:
+            assert ours + m.response.saturated_minus2loglik() == pytest.approx(full, rel=1e-8)
+    assert m.response.saturated_minus2loglik() == pytest.approx(agq["saturated_minus2loglik"], rel=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_standard_errors_and_conditional_sds_at_glmer_estimates(name):
+    """At glmer's estimates: Hessian standard errors (2 H^-1, beta block; numDeriv in R)
+    and R_X-based ones within 1e-3 relative; conditional SDs and modes, fitted values and
+    the four kinds of residuals."""
+    _requires_exact()
+    from sparsemixed.glmm.hessian import deviance_hessian
+    from sparsemixed.glmm.result import GlmerResult
+
+    m, ex, theta, beta = _at_glmer(name)
+    nagq = max(int(ex["nAGQ"]), 0)
+    mode = m.mode(theta, beta) if nagq >= 1 else m.mode(theta)
+    res = GlmerResult(m, mode, None, nagq)
+    if ex["hessian"] is not None:
+        H = deviance_hessian(m, theta, beta, mode.u, nagq)
+        se = np.sqrt(np.diag(2 * np.linalg.inv(H))[theta.size:])
+        ref_se = ex["hessian"]["se"]
+        np.testing.assert_allclose(se, list(ref_se.values()) if isinstance(ref_se, dict) else ref_se, rtol=1e-3)
+    np.testing.assert_allclose(res.vcov(use_hessian=False).to_numpy().diagonal() ** 0.5,
+                               list(ex["rx_se"].values()), rtol=1e-3)
+    ref = pd.DataFrame(ex["condsd"])
+    ours = res.ranef_frame()
+    key = ["grpvar", "term", "grp"]
+    merged = ref.merge(ours, on=key, suffixes=("_r", ""))
+    assert len(merged) == len(ref) == len(ours)
+    np.testing.assert_allclose(merged["condsd"], merged["condsd_r"], rtol=1e-3)
+    np.testing.assert_allclose(merged["condval"], merged["condval_r"], rtol=1e-5, atol=1e-6)
+    # the conditional modes against R's PIRLS run to convergence (tolPwrss 1e-12): with
+    # scalar terms R's u is in the order of its condsd rows, b = theta_term u ...
+    if all(t.k == 1 for t in m.terms):
+        th_of = dict(zip(ref["grpvar"].unique(), theta))
+        b_conv = ref["grpvar"].map(th_of).to_numpy() * np.asarray(ex["u_converged"])
+        np.testing.assert_allclose(merged["condval"], b_conv, atol=1e-7)
+    # ... and the row-level values against the glmer object's, whose PIRLS stopped at its
+    # default tolerance (u off by up to u_converged_max_abs_diff, ~1e-8 to 2e-7): 1e-5
+    np.testing.assert_allclose(res.fitted()[:20], ex["fitted"][:20], rtol=1e-5)
+    np.testing.assert_allclose(res.linear_predictor()[:20], ex["predict_link_head"], rtol=1e-5, atol=1e-8)
+    for kind, r in ex["residuals"].items():
+        np.testing.assert_allclose(res.residuals(kind)[:20], r["head"], rtol=1e-5, atol=1e-8, err_msg=kind)
+        assert np.sum(res.residuals(kind) ** 2) == pytest.approx(r["ss"], rel=1e-6), kind

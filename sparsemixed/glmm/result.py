@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from ..results.ranef import RandomEffectsMixin
 from ..results.varcorr import term_covariances, varcorr_frame
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GlmerResult:
+class GlmerResult(RandomEffectsMixin):
     def __init__(self, model, mode, optsummary, nAGQ: int):
         self.model, self.mode, self.optsummary, self.nAGQ = model, mode, optsummary, nAGQ
         self.theta = np.asarray(mode.theta, dtype=float)
@@ -81,13 +82,6 @@ class GlmerResult:
         from ..diagnostics import singular_terms
 
         return bool(singular_terms(self.model.lmm, self.theta))
-
-    @property
-    def ngroups(self) -> dict:
-        out = {}
-        for t in self.model.terms:
-            out.setdefault(t.group.name, t.nlevels)
-        return out
 
     # -- fixed effects ------------------------------------------------------------------
     @property
@@ -155,24 +149,6 @@ class GlmerResult:
         return {t.name: pd.DataFrame(S, index=t.columns, columns=t.columns)
                 for t, S in zip(self.model.terms, term_covariances(self.model.terms, self.theta, 1.0))}
 
-    def _term_blocks(self, vec):
-        off = 0
-        for t in self.model.terms:
-            yield t, vec[off: off + t.q].reshape(t.nlevels, t.k)
-            off += t.q
-
-    @property
-    def ranef(self) -> dict:
-        """Conditional modes b: grouping factor -> DataFrame (levels x columns)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t, block in self._term_blocks(self.b):
-            df = pd.DataFrame(block, index=pd.Index(t.group.levels, name=t.group.name), columns=t.columns)
-            if t.group.name in out:
-                prev = out[t.group.name]
-                df = pd.concat([prev, df.rename(columns=lambda c: c if c not in prev.columns else f"{c}.1")], axis=1)
-            out[t.group.name] = df
-        return out
-
     def condsd(self) -> np.ndarray:
         """Conditional SDs of b: sqrt(diag(Lambda M^-1 Lambda')) at the mode's weights
         (lme4's ranef(condVar = TRUE) with dispersion 1)."""
@@ -198,17 +174,6 @@ class GlmerResult:
                     rows.append((t.group.name, c, str(lev), vals[i, j], sds[i, j]))
             off += t.q
         return pd.DataFrame(rows, columns=["grpvar", "term", "grp", "condval", "condsd"])
-
-    def coef(self) -> dict:
-        fe = self.fixef
-        out = {}
-        for g, re in self.ranef.items():
-            df = pd.DataFrame({name: np.full(len(re), val) for name, val in fe.items()}, index=re.index)
-            for c in re.columns:
-                base = c.removesuffix(".1")
-                df[base] = df[base] + re[c] if base in df else re[c]
-            out[g] = df
-        return out
 
     # -- rows ---------------------------------------------------------------------------
     def fitted(self) -> np.ndarray:

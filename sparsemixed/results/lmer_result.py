@@ -21,10 +21,11 @@ from ..inference.compare import CompareMixin
 from ..inference.ddf import DdfMixin
 from ..inference.predict import PredictMixin
 from .export import ExportMixin
+from .ranef import RandomEffectsMixin
 
 
 @dataclass
-class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
+class LmerResult(RandomEffectsMixin, BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
     model: object = field(repr=False)
     REML: bool
     theta: np.ndarray
@@ -84,13 +85,6 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
         """lme4's isSingular: a bounded (diagonal) theta element below 1e-4."""
         return bool(singular_terms(self.model, self.theta))
 
-    @property
-    def ngroups(self) -> dict:
-        out = {}
-        for t in self.model.terms:
-            out.setdefault(t.group.name, t.nlevels)
-        return out
-
     # -- fixed effects ---------------------------------------------------------------
     @property
     def fixef(self) -> pd.Series:
@@ -120,36 +114,6 @@ class LmerResult(BlupMixin, PredictMixin, DdfMixin, CompareMixin, ExportMixin):
         out = {}
         for t, S in zip(self.model.terms, term_covariances(self.model.terms, self.theta, self.sigma)):
             out[t.name] = pd.DataFrame(S, index=t.columns, columns=t.columns)
-        return out
-
-    def _term_blocks(self, vec):
-        off = 0
-        for t in self.model.terms:
-            yield t, vec[off: off + t.q].reshape(t.nlevels, t.k)
-            off += t.q
-
-    @property
-    def ranef(self) -> dict:
-        """Conditional modes b = Lambda u: grouping factor -> DataFrame (levels x terms)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t, block in self._term_blocks(self.b):
-            df = pd.DataFrame(block, index=pd.Index(t.group.levels, name=t.group.name), columns=t.columns)
-            if t.group.name in out:
-                prev = out[t.group.name]
-                df = pd.concat([prev, df.rename(columns=lambda c: c if c not in prev.columns else f"{c}.1")], axis=1)
-            out[t.group.name] = df
-        return out
-
-    def coef(self) -> dict:
-        """lme4's coef(): per grouping factor, fixed effects plus that factor's random effects."""
-        fe = self.fixef
-        out = {}
-        for g, re in self.ranef.items():
-            df = pd.DataFrame({name: np.full(len(re), val) for name, val in fe.items()}, index=re.index)
-            for c in re.columns:
-                base = c.removesuffix(".1")
-                df[base] = df[base] + re[c] if base in df else re[c]
-            out[g] = df
         return out
 
     @property

@@ -5,32 +5,38 @@
 # Paths are resolved relative to THIS SCRIPT'S DIRECTORY (found from Rscript's --file= argument;
 # falls back to ./tests/reference/glmm when the script is source()d): it reads models.tsv,
 # data/*.csv and glmer_results.json from there and writes exact_reference.json there.
-# Needs lme4 (made with 1.1-31, R 4.2.2), jsonlite and numDeriv. Takes about a minute.
+# Needs lme4 (made with 1.1-31, R 4.2.2), jsonlite and numDeriv. Takes about two minutes.
 #
 # For each model of models.tsv (data and factors read exactly as glmer_reference.R does) it refits
-# glmer with the same call, checks the refit's -2logLik against glmer_results.json (1e-8 relative),
-# and at the refit's (theta, beta) records:
+# glmer with the same call and checks the refit's -2logLik against glmer_results.json (1e-8
+# relative). The reference point is glmer_results.json's (theta, fixef), not the refit's: refits
+# are not bit-reproducible (BLAS), and can stop elsewhere inside the optimizer's tolerance (seen:
+# 2e-4 relative in fixef for verbagg_slope). The "glmer object" at that point is built the way
+# glmer builds its result: glmer(..., devFunOnly = TRUE) with the default control (tolPwrss 1e-7),
+# evaluated at the point, then lme4::mkMerMod. At that point it records:
 #   laplace_at_glmer      fully converged Laplace -2 log L (nAGQ = 1; glmer's objective, which
 #                         includes the family aic() term) from a devfun built by
 #                         glmer(..., devFunOnly = TRUE, control = glmerControl(tolPwrss = 1e-12)),
 #                         evaluated with a warm-started ("polished") PIRLS, see converged_eval();
 #                         for nAGQ = 0 the devfun takes theta only and beta_at_theta is recorded;
 #                         for nAGQ = 25 also the AGQ value in glmer's convention.
-#   deviance_components   decomposition of glmer's objective for the fitted object, and the same
-#                         pieces at the converged PIRLS mode.
-#   hessian               numDeriv::hessian of the polished devfun in (theta, beta); SEs of beta from
-#                         the beta block of 2 H^-1 (nAGQ >= 1 models).
-#   rx_se, condsd, u, b, fitted, residuals, predict_link, agq (cbpp models).
+#   deviance_components   decomposition of glmer's objective for the glmer object;
+#   deviance_components_converged  the same pieces at the converged PIRLS mode.
+#   hessian               numDeriv::hessian (default arguments) of the polished devfun in
+#                         (theta, beta); SEs of beta from the beta block of 2 H^-1 (nAGQ >= 1).
+#   rx_se, condsd, u, b, fitted, residuals, predict_link_head (glmer object), agq (cbpp models).
 #
 # Why "polished": lme4's PIRLS (pwrssUpdate) stops at the first iteration whose change in the
 # penalized deviance is below tolPwrss (relative), and the value it returns uses log|L|^2 from the
 # Cholesky factor of that last iteration, whose weights are those of the PREVIOUS iterate. So a
-# single devfun call carries an O(|u_k - u_{k-1}|) error in log|L|^2 whatever tolPwrss is (with a
-# pdev-change criterion |u_k - u_{k-1}| is only bounded by sqrt(tol * pdev)). Restarting PIRLS from
-# the mode it just found (environment(devfun)$lp0 <- pp$linPred(1)) makes the weights of the last
-# factorization those of the converged mode; repeating until the value no longer changes gives
-# the fully converged Laplace value. Both the single-call values (tolPwrss 1e-12 and 1e-13) and
-# the polished one are recorded under laplace_at_glmer$stability.
+# single devfun call carries an O(|u_k - u_{k-1}|) error in log|L|^2 whatever tolPwrss is (a
+# pdev-change criterion only bounds |u_k - u_{k-1}| by about sqrt(tol * pdev)). Restarting PIRLS
+# from the mode it just found (environment(devfun)$lp0 <- eta - offset, see warm_lp0()) makes the
+# weights of the last factorization those of the converged mode; repeating until the value no
+# longer changes gives the fully converged Laplace value (checked: the square-root weights of the
+# last factorization, pp$Xwts, equal those at the final mu, resp$sqrtXwt, to round-off). The
+# single-call values (tolPwrss 1e-12 and 1e-13) and the polished one are all recorded under
+# laplace_at_glmer$stability.
 suppressPackageStartupMessages({
   library(lme4)
   library(jsonlite)
@@ -62,6 +68,17 @@ make_devfun <- function(m, d, fam, nAGQ, tol = TOL)
   glmer(as.formula(m$formula), data = d, family = fam, nAGQ = nAGQ, devFunOnly = TRUE,
         control = glmerControl(tolPwrss = tol))
 
+# PIRLS start for the next devfun call: the linear predictor it just converged to. The devfun
+# does resp$updateMu(lp0) while the response's offset is the model's own (baseOffset for
+# nAGQ >= 1, where beta enters through the offset afterwards), so lp0 must be the full
+# eta minus that offset. (pp$linPred(1) is only Z b for nAGQ >= 1: it would start PIRLS with
+# X beta missing from the weights and make the "polished" value repeat without converging.)
+warm_lp0 <- function(e)
+  e$resp$eta - (if (exists("baseOffset", envir = e, inherits = FALSE)) e$baseOffset else e$resp$offset)
+
+# weights of the last Cholesky factorization vs the weights at the final mu: 0 when converged
+weight_gap <- function(e) max(abs(e$pp$Xwts - e$resp$sqrtXwt))
+
 # Fully converged devfun value at p: call, then restart PIRLS from the mode just found until the
 # value repeats (relative change <= 1e-14, at most 6 restarts). Leaves lp0 at the mode at p.
 converged_eval <- function(devfun, p, trace = FALSE) {
@@ -69,7 +86,7 @@ converged_eval <- function(devfun, p, trace = FALSE) {
   v <- devfun(p)
   steps <- c()
   for (k in 1:6) {
-    e$lp0 <- e$pp$linPred(1)
+    e$lp0 <- warm_lp0(e)
     v2 <- devfun(p)
     steps <- c(steps, v2 - v)
     done <- abs(v2 - v) <= 1e-14 * abs(v2)
@@ -77,7 +94,7 @@ converged_eval <- function(devfun, p, trace = FALSE) {
     if (done) break
   }
   if (!done) warning("polished PIRLS value did not settle")
-  if (trace) list(value = v, first = v - sum(steps), steps = steps) else v
+  if (trace) list(value = v, first = v - sum(steps), steps = steps, weight_gap = weight_gap(e)) else v
 }
 
 # single-call and polished values at p, from the devfun's own start (lp0 as glmer leaves it)
@@ -85,18 +102,19 @@ stability <- function(devfun, p) {
   e <- environment(devfun)
   lp_start <- e$lp0
   e$tolPwrss <- TOL
-  s1 <- devfun(p); s1b <- devfun(p)
+  s1 <- devfun(p); gap1 <- weight_gap(e); s1b <- devfun(p)
   e$tolPwrss <- 1e-13; e$lp0 <- lp_start; s13 <- devfun(p)
   e$tolPwrss <- TOL; e$lp0 <- lp_start
   pol <- converged_eval(devfun, p, trace = TRUE)
-  # start-independence of the polished value: from a cold start (no random effects, lp0 = 0)
-  # and from a start perturbed by +0.5 on every linear predictor
+  # start-independence of the polished value: from a cold start (lp0 = 0, i.e. eta = the model's
+  # offset only) and from glmer's start perturbed by +0.5 on every linear predictor
   e$lp0 <- numeric(length(lp_start))
   cold <- tryCatch(converged_eval(devfun, p), error = function(err) conditionMessage(err))
   e$lp0 <- lp_start + 0.5
   pert <- tryCatch(converged_eval(devfun, p), error = function(err) conditionMessage(err))
   e$lp0 <- lp_start
-  final <- converged_eval(devfun, p)
+  final <- converged_eval(devfun, p, trace = TRUE)
+  gapF <- final$weight_gap; final <- final$value
   num <- function(x) if (is.numeric(x)) x else NA_real_
   list(
     value = final,
@@ -107,6 +125,8 @@ stability <- function(devfun, p) {
     single_call_tol1e12_rel_diff_vs_converged = reldiff(s1, final),
     polish_first_call = pol$first,
     polish_step_diffs = pol$steps,
+    single_call_weight_gap = gap1,
+    converged_weight_gap = gapF,
     polished_from_cold_start_rel_diff = if (is.numeric(cold)) reldiff(cold, final) else NA_real_,
     cold_start_error = if (is.numeric(cold)) NULL else cold,
     polished_from_perturbed_start_rel_diff = if (is.numeric(pert)) reldiff(pert, final) else NA_real_,
@@ -233,16 +253,17 @@ for (i in seq_len(nrow(models))) {
   cc$at <- if (nAGQ == 0) "(theta, beta_at_theta), nAGQ = 0 devfun" else "(theta, beta), nAGQ = 1 devfun"
 
   # --- Hessian SEs --------------------------------------------------------------------------------
+  # numDeriv's Richardson Hessian with its default arguments (initial relative step d = 0.1),
+  # repeated with d = 0.05 and d = 0.02 as a check on its accuracy.
   hess <- NULL
   if (!is.null(dfH)) {
     f <- function(x) converged_eval(dfH, x)
-    H <- numDeriv::hessian(f, p)
-    V <- 2 * solve(H)
+    margs <- function(dd) list(eps = 1e-4, d = dd, zero.tol = sqrt(.Machine$double.eps / 7e-7), r = 4, v = 2)
     nb <- length(beta); ib <- length(theta) + seq_len(nb)
-    se <- sqrt(diag(V)[ib]); names(se) <- names(beta)
+    Hs <- lapply(c(0.1, 0.05, 0.02), function(dd) numDeriv::hessian(f, p, method.args = margs(dd)))
+    ses <- lapply(Hs, function(H) setNames(sqrt(diag(2 * solve(H))[ib]), names(beta)))
+    H <- Hs[[1]]; V <- 2 * solve(H); se <- ses[[1]]
     se_th <- sqrt(pmax(diag(V)[seq_along(theta)], 0)); names(se_th) <- names(theta)
-    H2 <- numDeriv::hessian(f, p, method.args = list(eps = 1e-4, d = 0.01, zero.tol = sqrt(.Machine$double.eps / 7e-7), r = 4, v = 2))
-    se2 <- sqrt(diag(2 * solve(H2))[ib])
     gse <- unlist(r$fixef_se)[names(beta)]
     hess <- list(
       devfun_nAGQ = if (nAGQ > 1) nAGQ else 1L,
@@ -250,9 +271,10 @@ for (i in seq_len(nrow(models))) {
       min_eigenvalue = min(eigen(H, symmetric = TRUE, only.values = TRUE)$values),
       se = as.list(se), se_theta = as.list(se_th),
       glmer_fixef_se = as.list(gse), rel_diff_vs_glmer_fixef_se = as.list(reldiff(se, gse)),
-      numDeriv_method_args = list(eps = 1e-4, d = 0.1, zero.tol = sqrt(.Machine$double.eps / 7e-7), r = 4, v = 2),
-      se_with_d_0.01 = as.list(setNames(se2, names(beta))),
-      max_rel_diff_d_0.01_vs_d_0.1 = max(abs(reldiff(se2, se))))
+      numDeriv_method_args = margs(0.1),
+      se_d_0.05 = as.list(ses[[2]]), se_d_0.02 = as.list(ses[[3]]),
+      se_max_rel_diff_d_0.05 = max(abs(reldiff(ses[[2]], se))),
+      se_max_rel_diff_d_0.02 = max(abs(reldiff(ses[[3]], se))))
   }
 
   # --- everything else from the fitted object ---------------------------------------------------
@@ -314,6 +336,6 @@ out <- c(list(`_meta` = list(
   lme4 = as.character(packageVersion("lme4")), Matrix = as.character(packageVersion("Matrix")),
   numDeriv = as.character(packageVersion("numDeriv")), jsonlite = as.character(packageVersion("jsonlite")),
   tolPwrss = TOL, seconds = proc.time()[["elapsed"]] - t_start)), out)
-writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", pretty = TRUE),
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE),
            file.path(script_dir, "exact_reference.json"))
 cat(sprintf("wrote %s (%.1fs)\n", file.path(script_dir, "exact_reference.json"), proc.time()[["elapsed"]] - t_start))

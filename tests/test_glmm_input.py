@@ -1,0 +1,130 @@
+"""glmer's bad input: each a specific error or warning naming the column and the remedy;
+the user's frame unchanged.  And invariances of the fit (row order, level labels)."""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sparsemixed as sm
+from sparsemixed.errors import ArgumentError, DataError, FormulaError
+
+
+def _frame(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 12, n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.8 * x + rng.normal(0, 0.7, 12)[g]
+    return pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x,
+                         "g": [f"g{v}" for v in g], "k": rng.poisson(np.exp(eta)), "t": rng.uniform(0.5, 2, n)})
+
+
+def test_errors_name_the_problem_and_leave_the_frame_alone():
+    df = _frame()
+    before = df.copy()
+    with pytest.raises(ArgumentError, match="binomial"):
+        sm.glmer("y ~ x + (1|g)", df, family="binomal")
+    with pytest.raises(ArgumentError, match="lmer"):
+        sm.glmer("y ~ x + (1|g)", df, family="gaussian")
+    with pytest.raises(ArgumentError, match="dispersion"):
+        sm.glmer("k ~ x + (1|g)", df, family="Gamma")
+    with pytest.raises(ArgumentError, match="logit"):
+        sm.glmer("y ~ x + (1|g)", df, family="binomial(link = 'lgoit')")
+    bad = df.assign(y=df["y"] * 2)
+    with pytest.raises(DataError, match="'y'.*0 and 1.*weights"):
+        sm.glmer("y ~ x + (1|g)", bad, family="binomial")
+    with pytest.raises(DataError, match="negative counts"):
+        sm.glmer("k ~ x + (1|g)", df.assign(k=-df["k"] - 1), family="poisson")
+    with pytest.raises(DataError, match="0 in every row"):
+        sm.glmer("y ~ x + (1|g)", df.assign(y=0), family="binomial")
+    with pytest.raises(DataError, match="three|3 levels"):
+        sm.glmer("c ~ x + (1|g)", df.assign(c=np.array(["a", "b", "c"] * 67)[:200]), family="binomial")
+    with pytest.raises(ArgumentError, match="single scalar"):
+        sm.glmer("y ~ x + (1|g) + (0 + x|g)", df, family="binomial", nAGQ=5)
+    with pytest.raises(ArgumentError, match="nAGQ"):
+        sm.glmer("y ~ x + (1|g)", df, family="binomial", nAGQ=-1)
+    with pytest.raises(FormulaError, match="cbind"):
+        sm.glmer("cbind(k, t) ~ x + (1|g)", df, family="poisson")
+    with pytest.warns(sm.SparseMixedWarning, match="non-integer counts"):
+        sm.glmer("t ~ x + (1|g)", df, family="poisson")
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_response_forms_agree():
+    """0/1, logical, a two-level text factor and cbind(y, 1 - y) are one model; a
+    proportion with weights equals cbind of the counts."""
+    df = _frame()
+    fits = []
+    for formula, data in [("y ~ x + (1|g)", df), ("yb ~ x + (1|g)", df.assign(yb=df["y"] == 1)),
+                          ("yf ~ x + (1|g)", df.assign(yf=np.where(df["y"] == 1, "yes", "no"))),
+                          ("cbind(y, 1 - y) ~ x + (1|g)", df)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(sm.glmer(formula, data, family="binomial").fit(nAGQ=0))
+    for f in fits[1:]:
+        assert f.minus2loglik == pytest.approx(fits[0].minus2loglik, rel=1e-9)
+        np.testing.assert_allclose(f.theta, fits[0].theta, rtol=1e-6)
+    agg = df.assign(m=3, s=np.minimum(df["k"], 3))
+    a = sm.glmer("cbind(s, m - s) ~ x + (1|g)", agg, family="binomial").fit(nAGQ=0)
+    b = sm.glmer("p ~ x + (1|g)", agg.assign(p=agg["s"] / 3), family="binomial", weights="m").fit(nAGQ=0)
+    assert a.minus2loglik == pytest.approx(b.minus2loglik, rel=1e-10)
+
+
+def test_offset_in_formula_equals_offset_argument():
+    df = _frame()
+    a = sm.glmer("k ~ x + offset(log(t)) + (1|g)", df, family="poisson").fit(nAGQ=0)
+    b = sm.glmer("k ~ x + (1|g)", df, family="poisson", offset=np.log(df["t"].to_numpy())).fit(nAGQ=0)
+    assert a.minus2loglik == pytest.approx(b.minus2loglik, rel=1e-12)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-8)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), perm_seed=st.integers(0, 10_000))
+def test_invariant_to_row_order_and_level_labels(seed, perm_seed):
+    """Unbalanced random data: shuffling the rows and renaming the levels changes nothing
+    (the Laplace deviance at a fixed point, to 1e-10)."""
+    df = _frame(n=120, seed=seed)
+    rng = np.random.default_rng(perm_seed)
+    shuffled = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+    labels = {g: f"L{rng.integers(1_000_000)}_{g}" for g in df["g"].unique()}
+    shuffled["g"] = shuffled["g"].map(labels)
+    try:
+        m1 = sm.glmer("y ~ x + (1|g)", df, family="binomial")
+    except DataError:
+        return
+    m2 = sm.glmer("y ~ x + (1|g)", shuffled, family="binomial")
+    x = np.array([0.7, -0.2, 0.5])
+    assert m2.objective(x) == pytest.approx(m1.objective(x), rel=1e-10)
+    assert m2.objective(x[:1]) == pytest.approx(m1.objective(x[:1]), rel=1e-10)
+
+
+def test_quadrature_against_numerical_integration():
+    """One scalar term: -2 log of the marginal likelihood by scipy.integrate.quad per group
+    equals the AGQ value with 25 nodes plus the saturated constant (1e-7 relative), and
+    the Laplace value is within the Laplace error of it."""
+    from scipy.integrate import quad
+    from scipy.stats import binom
+
+    from sparsemixed.glmm.agq import agq_deviance
+
+    df = _frame(n=90, seed=3)
+    m = sm.glmer("y ~ x + (1|g)", df, family="binomial", nAGQ=25)
+    theta, beta = 0.9, np.array([-0.2, 0.6])
+    y = df["y"].to_numpy()
+    eta_fixed = beta[0] + beta[1] * df["x"].to_numpy()
+    total = 0.0
+    for g in df["g"].unique():
+        rows = (df["g"] == g).to_numpy()
+
+        def integrand(u):
+            p = 1 / (1 + np.exp(-(eta_fixed[rows] + theta * u)))
+            return np.exp(binom.logpmf(y[rows], 1, p).sum()) * np.exp(-u * u / 2) / np.sqrt(2 * np.pi)
+        val, _ = quad(integrand, -12, 12, epsabs=0, epsrel=1e-12, limit=200)
+        total += -2 * np.log(val)
+    mode = m.mode([theta], beta)
+    agq = agq_deviance(m, mode, 25) + m.response.saturated_minus2loglik()
+    assert agq == pytest.approx(total, rel=1e-7)
+    assert mode.laplace == pytest.approx(total, rel=2e-2)
+    assert abs(mode.laplace - total) > abs(agq - total)
