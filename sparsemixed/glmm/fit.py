@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import NumericalError
 from ..optimize import OptSummary, leave_boundary, merge_restart, minimize
+from . import gradient
 from .response import PerfectFitWarning, perfect_fit_warning
 
 
@@ -69,6 +70,36 @@ def _beta_scale(mode) -> np.ndarray:
     return np.where(np.isfinite(se) & (se > 0), se, 0.01)
 
 
+def _profiled_stage(model, s1, mode0, control):
+    """Stage 2 with beta profiled out (glmm/gradient.py: Newton on beta at each theta):
+    BOBYQA over theta alone, from stage 1's theta, each evaluation warm-started from the
+    previous beta and u."""
+    lev = gradient.Leverages(model.weighted, model.relcov)
+    state = {"beta": mode0.beta, "u": mode0.u}
+
+    def f(theta):
+        m = gradient.profile_beta(model, theta, state["beta"], state["u"], lev)
+        state["beta"], state["u"] = m.beta, m.u
+        return m.laplace
+
+    s2 = OptSummary(initial=np.array(s1.final, float), lower=model.lower, method="bobyqa",
+                    ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs,
+                    maxeval=max(1, int(control.maxeval) - s1.feval))
+    minimize(_safe(f), s2, rules=control.boundary)
+    final = gradient.profile_beta(model, s2.final, state["beta"], state["u"], lev)
+    nt = model.theta0.size
+    s2.initial = np.concatenate([s1.final, mode0.beta])
+    s2.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
+    s2.final = np.concatenate([final.theta, final.beta])
+    s2.fmin = final.laplace
+    s2.feval += s1.feval
+    s2.seconds += s1.seconds
+    s2.diagnostics["stage1"] = {"theta": s1.final, "fmin": s1.fmin, "feval": s1.feval}
+    s2.diagnostics["beta"] = "profiled by Newton steps (glmm/gradient.py)"
+    del nt
+    return s2, final
+
+
 def _safe(f):
     def g(x):
         try:
@@ -93,6 +124,8 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
     mode0 = model.mode(s1.final)                 # from glm's start: independent of the path
     if nAGQ == 0:
         summary, final = s1, mode0
+    elif nAGQ == 1 and gradient.supported(model):
+        summary, final = _profiled_stage(model, s1, mode0, control)
     else:
         x0 = np.concatenate([s1.final, mode0.beta])
         lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
