@@ -1,4 +1,5 @@
 """Command line:  sparsemixed fit DATA "FORMULA" [--ml] [--json] [--output FILE] ...
+                sparsemixed fit DATA "FORMULA" --family binomial|poisson|"binomial(link=probit)" [--nagq N]
 
 DATA is a CSV or Parquet file, or the name of a bundled data set (``sparsemixed
 datasets`` lists them).  The summary (or, with --json, a JSON document with every
@@ -65,14 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--memory-limit", help='e.g. "12GB": refuse models whose factor would need more')
     f.add_argument("--no-ranef", action="store_true", help="leave the conditional modes out of the JSON")
     f.add_argument("--verbose", "-v", action="store_true", help="progress and timings on stderr")
+    f.add_argument("--family", help='a generalized linear mixed model (glmer): binomial, poisson, '
+                                    '"binomial(link=probit)", ...')
+    f.add_argument("--nagq", type=int, help="with --family: 1 Laplace (default), 0 beta inside PIRLS, > 1 "
+                                            "adaptive Gauss-Hermite quadrature (one scalar term)")
     d = sub.add_parser("datasets", help="list the bundled data sets, or write one as CSV")
     d.add_argument("name", nargs="?")
     return p
 
 
 def _fit(args) -> str:
-    from . import lmer
+    from . import glmer, lmer
 
+    glmm = args.family is not None
+    if not glmm and args.nagq is not None:
+        raise _InputError("--nagq applies to generalized models: give --family (binomial, poisson, ...)")
+    if glmm and args.optimizer != "auto":
+        raise _InputError("--optimizer applies to linear models; glmer fits use BOBYQA (leave --optimizer out)")
     t0 = time.perf_counter()
     data = _read(args.data)
     if args.verbose:
@@ -80,13 +90,18 @@ def _fit(args) -> str:
     t1 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = lmer(args.formula, data, REML=not args.ml, weights=args.weights, na_action=args.na_action,
-                     memory_limit=args.memory_limit, verbose=args.verbose)
+        if glmm:                       # maximum likelihood always (--ml changes nothing)
+            model = glmer(args.formula, data, family=args.family, nAGQ=1 if args.nagq is None else args.nagq,
+                          weights=args.weights, na_action=args.na_action, memory_limit=args.memory_limit)
+        else:
+            model = lmer(args.formula, data, REML=not args.ml, weights=args.weights, na_action=args.na_action,
+                         memory_limit=args.memory_limit, verbose=args.verbose)
         t2 = time.perf_counter()
         if args.verbose:
-            print(f"built the model (q = {model.q:,}, {model.factor.ordering} factor) in {t2 - t1:.2f} s; fitting ...",
+            factor = model.lmm.factor if glmm else model.factor
+            print(f"built the model (q = {model.q:,}, {factor.ordering} factor) in {t2 - t1:.2f} s; fitting ...",
                   file=sys.stderr)
-        res = model.fit(optimizer=args.optimizer, verbose=args.verbose)
+        res = model.fit(verbose=args.verbose) if glmm else model.fit(optimizer=args.optimizer, verbose=args.verbose)
     t3 = time.perf_counter()
     msgs = [f"{w.category.__name__}: {w.message}" for w in caught]
     for msg in msgs:

@@ -170,3 +170,31 @@ def test_profiled_and_joint_searches_agree():
     np.testing.assert_allclose(profiled.theta, joint.theta, rtol=2e-3, atol=1e-4)
     np.testing.assert_allclose(profiled.fixef, joint.fixef, rtol=1e-3, atol=1e-4)
     assert profiled.optsummary.feval < joint.optsummary.feval
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_fused_kernels_equal_the_family_functions(family):
+    """glmm/kernels.py's one-pass mu, working weights and response, and deviance equal
+    families.py's vectorised functions (R's arithmetic), the clamps at extreme eta included."""
+    from sparsemixed.families import family_from
+    from sparsemixed.glmm import kernels
+
+    fam = family_from(family)
+    k = kernels.kind(fam)
+    rng = np.random.default_rng(4)
+    eta = np.concatenate([rng.normal(0, 3, 2000), [-800, -40, -30.5, -30, 29.9, 30, 30.5, 40, 700]])
+    if family == "poisson":
+        eta = np.clip(eta, -700, 50)
+    n = eta.size
+    pw = rng.integers(1, 6, n).astype(float)
+    y = rng.integers(0, 6, n) / pw if family == "binomial" else rng.poisson(3, n).astype(float)
+    y = np.clip(y, 0, 1) if family == "binomial" else y
+    off = rng.normal(size=n)
+    mu, w, z = np.empty(n), np.empty(n), np.empty(n)
+    kernels.working(k, eta, y, pw, off, mu, w, z)
+    mu_ref = fam.linkinv(eta)
+    d_ref = fam.mu_eta(eta)
+    np.testing.assert_allclose(mu, mu_ref, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(w, pw * d_ref ** 2 / fam.variance(mu_ref), rtol=1e-14)
+    np.testing.assert_allclose(z, eta - off + (y - mu_ref) / d_ref, rtol=1e-13, atol=1e-300)
+    assert kernels.deviance(k, y, mu, pw) == pytest.approx(np.sum(fam.dev_resids(y, mu_ref, pw)), rel=1e-12)

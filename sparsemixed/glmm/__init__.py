@@ -9,6 +9,10 @@
     glmm.hessian    finite-difference Hessian of the deviance (glmer's default vcov)
     glmm.result     GlmerResult: fixef, vcov, varcorr, ranef, loglik, residuals, summary
     glmm.display    glmer's summary layout
+    glmm.predict    predict(newdata, type, re_form, allow_new_levels)
+    glmm.simulate   simulate, the parametric bootstrap (refits on a copy with a new response), confint
+    glmm.compare    anova: likelihood-ratio tests between glmer fits
+    glmm.export     to_dict, to_frame, the HTML summary
 """
 from __future__ import annotations
 

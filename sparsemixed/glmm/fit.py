@@ -31,7 +31,7 @@ class _WarmStart:
         self.model, self.u, self.last = model, None, None
 
     def stage1(self, theta):
-        m = self.model.mode(theta, u0=self.u) if self.u is not None else self.model.mode(theta)
+        m = self.model.mode(theta, u0=self.u, beta0=None if self.last is None else self.last.beta)
         self.u, self.last = m.u, m
         return m.laplace
 
@@ -85,7 +85,19 @@ def _profiled_stage(model, s1, mode0, control):
     s2 = OptSummary(initial=np.array(s1.final, float), lower=model.lower, method="bobyqa",
                     ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs,
                     maxeval=max(1, int(control.maxeval) - s1.feval))
-    minimize(_safe(f), s2, rules=control.boundary)
+    fun = _safe(f)
+    minimize(fun, s2, rules=control.boundary)
+    for _ in range(MAX_RESTARTS):       # off a near-boundary stop (see the joint search below)
+        x1 = _off_boundary(fun, s2, model.lower, control)
+        if x1 is None:
+            break
+        sub = OptSummary(initial=x1, lower=model.lower, method="bobyqa", ftol_abs=control.ftol_abs,
+                         xtol_abs=control.xtol_abs, maxeval=max(1, s2.maxeval - s2.feval))
+        minimize(fun, sub, rules=control.boundary)
+        gain = s2.fmin - sub.fmin
+        merge_restart(s2, sub)
+        if gain <= RESTART_GAIN:
+            break
     final = gradient.profile_beta(model, s2.final, state["beta"], state["u"], lev)
     nt = model.theta0.size
     s2.initial = np.concatenate([s1.final, mode0.beta])

@@ -9,78 +9,94 @@
 (u-hat minimises the first two terms, so they contribute only their partial derivative;
 du/dbeta = -M^-1 Lambda'Z'WX holds exactly when the observed and Fisher weights agree:
 canonical links, binomial-logit and Poisson-log.  h needs M^-1 on the pairs of columns
-that share a row: the selected inverse on M's pattern.)  For scalar terms (Lambda
-diagonal) and canonical links :func:`profile_beta` minimises D over beta by Newton steps
+that share a row of Z Lambda: the selected inverse on M's pattern.)  For canonical links
+:func:`profile_beta` minimises D over beta by Newton steps
 with the Fisher Hessian 2 R_X'R_X and a line search, so the outer optimizer sees theta
 alone (glmm/fit.py); other models keep glmer's joint derivative-free search.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from numba import njit
 
 from ..errors import NumericalError
+from .weighted import find_sorted
 
 MAX_NEWTON = 30
 NEWTON_TOL = 1e-10        # Newton decrement g'H^-1 g at which beta counts as optimal
+QUADRATIC = 1e-5          # after a full step from a decrement this small, beta is optimal to ~1e-10
 CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 
 
 def supported(model) -> bool:
-    """Canonical link, every term scalar (Lambda diagonal), Laplace (nAGQ <= 1)."""
-    return ((model.family.name, model.family.link.name) in CANONICAL and model.relcov.diagonal_Lambda
-            and model.p > 0)
+    """A canonical link and fixed effects to profile (nAGQ <= 1 is the caller's check)."""
+    return (model.family.name, model.family.link.name) in CANONICAL and model.p > 0
 
 
 class Leverages:
-    """h_i = sum_{a, b in row i} z_ia theta_a z_ib theta_b (M^-1)_ab for a diagonal Lambda:
-    for each of WeightedProducts' row pairs with c_a <= c_b, the position of (c_b, c_a) in
-    M's lower CSC data (relcov's diagonal layout takes column c from row c of Z'Z)."""
+    """h_i = (Z Lambda)_i M^-1 (Z Lambda)_i': for each row, the pairs of its entries in the
+    structural pattern of Z Lambda (every column of each of its levels' blocks), their
+    positions in M's lower CSC data (M's pattern holds every such pair: relcov.py), found
+    once; per call the values of Z Lambda(theta) on that pattern and one pass."""
 
     def __init__(self, weighted, relcov):
-        A = weighted.A
-        inv_src = np.full(A.nnz, -1, dtype=np.int64)
-        inv_src[relcov.src] = np.arange(relcov.src.size)
         Z = weighted.Z
-        cols = Z.indices.astype(np.int64)
-        # each row's pairs in WeightedProducts order: a over the row's entries, then b
-        ca, cb = _pair_columns(Z.indptr.astype(np.int64), cols, weighted.row_ptr)
-        upper = ca <= cb
-        self.mpos = np.where(upper, inv_src[weighted.pos], -1)
-        if np.any(upper & (self.mpos < 0)):
+        ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
+        L1 = sp.csr_matrix((np.ones(relcov.Lrows.size), (relcov.Lrows, relcov.Lcols)), shape=(relcov.q, relcov.q))
+        S = (ones(Z) @ L1).tocsr()
+        S.sort_indices()
+        self.pattern = S
+        self.Z = Z
+        counts = np.diff(S.indptr).astype(np.int64)
+        self.row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
+        self.ia, self.ib, self.mpos, self.coef = _pairs_in_M(
+            S.indptr.astype(np.int64), S.indices.astype(np.int64), self.row_ptr,
+            relcov.M_indptr.astype(np.int64), relcov.M_indices.astype(np.int64))
+        if np.any(self.mpos == -2):
             raise NumericalError("a pair of random-effects columns is missing from M's pattern")
-        self.coef = np.where(upper, np.where(ca == cb, 1.0, 2.0), 0.0) * weighted.prod
-        lind = relcov.Lind                   # theta index of each column (Lambda diagonal: Lrows = 0..q-1)
-        self.ta, self.tb = lind[ca], lind[cb]
-        self.row_ptr = weighted.row_ptr
+        self.relcov = relcov
 
     def __call__(self, theta, Minv) -> np.ndarray:
-        return _leverage(self.row_ptr, self.mpos, self.coef, self.ta, self.tb, np.asarray(theta, float), Minv)
+        from ..engine.reweight import values_on_pattern
+
+        ZL = values_on_pattern(self.Z @ self.relcov.Lambda(np.asarray(theta, float)), self.pattern)
+        return _leverage(self.row_ptr, self.ia, self.ib, self.mpos, self.coef, ZL, Minv)
 
 
 @njit(cache=True)
-def _pair_columns(indptr, cols, row_ptr):
-    ca = np.empty(row_ptr[-1], dtype=np.int64)
-    cb = np.empty(row_ptr[-1], dtype=np.int64)
+def _pairs_in_M(indptr, indices, row_ptr, M_indptr, M_indices):
+    """Per row, every ordered pair (a, b) of its stored entries with column c_a >= c_b: the
+    data indices a, b, the position of (c_a, c_b) in M's lower CSC data (-1 for the pairs
+    with c_a < c_b, counted through their mirror; -2 if missing) and the multiplicity."""
+    total = row_ptr[-1]
+    ia = np.empty(total, dtype=np.int64)
+    ib = np.empty(total, dtype=np.int64)
+    mpos = np.full(total, -1, dtype=np.int64)
+    coef = np.zeros(total)
     k = 0
     for i in range(indptr.size - 1):
         for ja in range(indptr[i], indptr[i + 1]):
             for jb in range(indptr[i], indptr[i + 1]):
-                ca[k] = cols[ja]
-                cb[k] = cols[jb]
+                ia[k], ib[k] = ja, jb
+                r, c = indices[ja], indices[jb]
+                if r >= c:
+                    a = find_sorted(M_indices, M_indptr[c], M_indptr[c + 1], r)
+                    mpos[k] = a if a >= 0 else -2
+                    coef[k] = 1.0 if r == c else 2.0
                 k += 1
-    return ca, cb
+    return ia, ib, mpos, coef
 
 
 @njit(cache=True)
-def _leverage(row_ptr, mpos, coef, ta, tb, theta, Minv):
+def _leverage(row_ptr, ia, ib, mpos, coef, ZL, Minv):
     n = row_ptr.size - 1
     h = np.zeros(n)
     for i in range(n):
         s = 0.0
         for k in range(row_ptr[i], row_ptr[i + 1]):
             if mpos[k] >= 0:
-                s += coef[k] * theta[ta[k]] * theta[tb[k]] * Minv[mpos[k]]
+                s += coef[k] * ZL[ia[k]] * ZL[ib[k]] * Minv[mpos[k]]
         h[i] = s
     return h
 
@@ -137,4 +153,6 @@ def profile_beta(model, theta, beta0, u0, leverages: Leverages):
         else:
             break
         beta, mode = beta - t * step, cand
+        if t == 1.0 and decrement < QUADRATIC:
+            break          # a full Newton step from this close leaves ~decrement^2: no gradient to check
     return mode

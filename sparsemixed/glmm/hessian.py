@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STEP = 1e-3
+STEP = 4e-3
 
 
 def _central(f, x, h):

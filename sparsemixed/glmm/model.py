@@ -19,7 +19,7 @@ from ..design import build_design
 from ..errors import ArgumentError
 from ..model import LinearMixedModel
 from .pirls import Mode, pirls
-from .response import OFFSET, RESPONSE, WEIGHTS, GLMResponse, prepare
+from .response import OFFSET, WEIGHTS, GLMResponse, prepare
 from .weighted import WeightedProducts, structural_gram
 
 
@@ -89,14 +89,13 @@ class GeneralizedLinearMixedModel:
         return self.family.link.linkfun(self.family.mustart(r.y, r.prior_weights))
 
     # -- the objective ------------------------------------------------------------------
-    def mode(self, theta, beta=None, u0=None) -> Mode:
+    def mode(self, theta, beta=None, u0=None, beta0=None) -> Mode:
         """The conditional mode at theta: with ``beta`` (nAGQ >= 1) of u alone; without, of
-        u and beta jointly (nAGQ = 0), from glm's start when ``u0`` is None."""
+        u and beta jointly (nAGQ = 0), from (``u0``, ``beta0``), by default glm's start."""
         theta = np.asarray(theta, dtype=float)
         if beta is None:
-            beta0 = self.start_beta() if u0 is None else None
-            return pirls(self.engine, self.weighted, self.response, theta, beta0 if beta0 is not None else
-                         np.zeros(self.p), u0=u0, joint=True)
+            start = self.start_beta() if beta0 is None else np.asarray(beta0, dtype=float)
+            return pirls(self.engine, self.weighted, self.response, theta, start, u0=u0, joint=True)
         return pirls(self.engine, self.weighted, self.response, theta, np.asarray(beta, dtype=float), u0=u0)
 
     def start_beta(self) -> np.ndarray:
@@ -143,4 +142,4 @@ def _check_nagq(nAGQ) -> int:
     return int(nAGQ)
 
 
-__all__ = ["GeneralizedLinearMixedModel", "RESPONSE"]
+__all__ = ["GeneralizedLinearMixedModel"]

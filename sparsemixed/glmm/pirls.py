@@ -24,6 +24,7 @@ from ..errors import NumericalError
 
 MAX_ITER = 100
 MAX_HALVINGS = 20
+STILL = 1e-13        # a last step that moves eta less leaves the factor as it is
 TOL = 1e-13           # relative change of pdev at which PIRLS stops (lme4's tolPwrss is 1e-7)
 
 
@@ -98,6 +99,7 @@ def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: floa
                 f"(iteration {it}, {MAX_HALVINGS} step halvings): the model may be too complex for the data, "
                 "or the response separates the fixed effects")
         change = pdev - pdev_new
+        moved = float(np.max(np.abs(eta_new - eta))) if eta.size else 0.0
         u, beta, b, eta, mu, pdev = u_new, beta_new, b_new, eta_new, mu_new, pdev_new
         if change <= tol * (abs(pdev) + tol):
             break
@@ -105,9 +107,11 @@ def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: floa
         raise NumericalError(f"PIRLS did not converge in {max_iter} iterations at theta = "
                              f"{np.round(theta, 6).tolist()} (last change of the penalized deviance "
                              f"{change:.3g}); the model may be too complex for the data")
-    # the factor at the mode's own weights: the Laplace approximation's curvature
-    _, w, z = resp.working(eta)
-    eng = engine.reweighted(wp.cross_products(w, z, with_X=joint))
-    st = eng.solve(theta, reml=False)
+    # the factor at the mode's own weights, the Laplace approximation's curvature: the last
+    # solve's, when its step moved eta by at most STILL (log|L| then moves by ~ STILL tr(H))
+    if moved > STILL:
+        _, w, z = resp.working(eta)
+        eng = engine.reweighted(wp.cross_products(w, z, with_X=joint))
+        st = eng.solve(theta, reml=False)
     return Mode(theta, beta, u, b, eta, mu, w, float(st.ldL2), float(u @ u), resp.minus2loglik(mu),
                 resp.deviance(mu), it, halvings, st, eng)

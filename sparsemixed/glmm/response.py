@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError, FormulaError, SparseMixedWarning
+from . import kernels
 
 RESPONSE = "glmer_response__"
 WEIGHTS = "glmer_weights__"
@@ -213,6 +214,10 @@ class GLMResponse:
     family: object
     trials_weights: bool = False
 
+    def __post_init__(self):
+        for name in ("y", "prior_weights", "offset"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+
     @property
     def n(self) -> int:
         return self.y.shape[0]
@@ -250,12 +255,25 @@ class GLMResponse:
         """R's ``n`` argument of family$aic: the binomial trials (prior weights) or ones."""
         return self.prior_weights if self.trials_weights else np.ones(self.n)
 
+    @property
+    def _kernel(self) -> int:
+        return kernels.kind(self.family)
+
     def mu(self, eta: np.ndarray) -> np.ndarray:
+        if self._kernel:
+            out = np.empty_like(eta)
+            kernels.mu_of(self._kernel, np.ascontiguousarray(eta, dtype=float), out)
+            return out
         return self.family.link.linkinv(eta)
 
     def working(self, eta: np.ndarray):
         """(mu, w, z): the working weights w = prior_w (dmu/deta)^2 / V(mu) and the working
         response z = eta - offset + (y - mu) / (dmu/deta) (net of the offset)."""
+        if self._kernel:
+            eta = np.ascontiguousarray(eta, dtype=float)
+            mu, w, z = np.empty_like(eta), np.empty_like(eta), np.empty_like(eta)
+            kernels.working(self._kernel, eta, self.y, self.prior_weights, self.offset, mu, w, z)
+            return mu, w, z
         link = self.family.link
         mu = link.linkinv(eta)
         d = link.mu_eta(eta)
@@ -266,6 +284,9 @@ class GLMResponse:
 
     def deviance(self, mu: np.ndarray) -> float:
         """sum of deviance residuals squared: sum dev_resids(y, mu, prior_w)."""
+        if self._kernel:
+            return float(kernels.deviance(self._kernel, self.y, np.ascontiguousarray(mu, dtype=float),
+                                          self.prior_weights))
         return float(np.sum(self.family.dev_resids(self.y, mu, self.prior_weights)))
 
     def minus2loglik(self, mu: np.ndarray) -> float:

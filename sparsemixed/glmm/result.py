@@ -6,6 +6,8 @@
                 (theta, beta) (glmer's default for nAGQ >= 1);  use_hessian=False (and nAGQ = 0):
                 (R_X'R_X)^-1 from the joint solve at the mode's weights (dispersion 1)
     ranef     = b-hat = Lambda u-hat;  condsd = sqrt(diag(Lambda M^-1 Lambda')) at the mode
+    predict, simulate/bootstrap/confint, anova, to_dict/to_frame: glmm/predict.py, glmm/simulate.py,
+    glmm/compare.py, glmm/export.py (thin methods here)
 """
 from __future__ import annotations
 
@@ -199,6 +201,68 @@ class GlmerResult(RandomEffectsMixin):
             return (y - mu) * np.sqrt(r.prior_weights) / np.sqrt(r.family.variance(mu))
         d = r.family.dev_resids(y, mu, r.prior_weights)
         return np.sign(y - mu) * np.sqrt(np.clip(d, 0.0, None))
+
+    # -- prediction, simulation, inference (glmm/predict.py, simulate.py, compare.py) ----
+    def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False):
+        """lme4's ``predict``: a Series on the link (``type="link"``) or response scale
+        (``"response"``), indexed as ``newdata`` (None: the fit's rows); ``re_form`` None (all
+        random effects), ``"~0"``/``"NA"`` (none) or a formula such as ``"~(1|g)"``; levels not
+        seen in the fit need ``allow_new_levels=True`` (their random effects are 0).  The
+        formula's ``offset()`` terms are evaluated on newdata (see glmm/predict.py)."""
+        from .predict import predict
+
+        return predict(self, newdata, type=type, re_form=re_form, allow_new_levels=allow_new_levels)
+
+    def simulate(self, nsim: int = 1, seed=None, use_u: bool = False) -> pd.DataFrame:
+        """lme4's ``simulate``: ``nsim`` responses (columns ``sim_1`` ...; proportions for a
+        binomial response) from new random effects u ~ N(0, I) (``use_u``: the conditional
+        modes) and the family, with the fit's prior weights; ``seed`` None, an int or a
+        ``numpy.random.Generator``."""
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed=seed, use_u=use_u)
+
+    def bootstrap(self, nsim: int = 100, seed=None, stat=None, use_u: bool = False,
+                  progress: bool = False) -> pd.DataFrame:
+        """Parametric bootstrap (lme4's ``bootMer``): ``nsim`` rows of ``stat(refit)`` (default:
+        fixed effects and theta), each simulated response refitted with this fit's design and
+        nAGQ; failed refits are NaN rows (``.attrs["nfail"]``)."""
+        from .simulate import bootstrap
+
+        return bootstrap(self, nsim, seed=seed, stat=stat, use_u=use_u, progress=progress)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "Wald", nsim: int = 500, seed=None,
+                progress: bool = False) -> pd.DataFrame:
+        """lme4's ``confint``: rows ``.sig01 ...`` and the fixed effects; ``method`` "Wald"
+        (z intervals from :meth:`vcov`, NaN for the .sig rows) or "boot" (percentile intervals
+        from ``nsim`` bootstrap refits); "profile" is not available for GLMMs yet."""
+        from .simulate import confint
+
+        return confint(self, parm=parm, level=level, method=method, nsim=nsim, seed=seed, progress=progress)
+
+    def anova(self, *others, names=None) -> pd.DataFrame:
+        """Likelihood-ratio tests of this fit against other glmer fits (``sparsemixed.anova``)."""
+        from .compare import anova
+
+        return anova(self, *others, names=names)
+
+    # -- export -------------------------------------------------------------------------
+    def to_dict(self, ranef: bool = True) -> dict:
+        """Every estimate as plain Python data (json.dumps-able)."""
+        from .export import to_dict
+
+        return to_dict(self, ranef=ranef)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per estimate: effect, group, term, estimate, std_error, statistic, p_value."""
+        from .export import to_frame
+
+        return to_frame(self)
+
+    def _repr_html_(self) -> str:
+        from .export import html
+
+        return html(self)
 
     # -- printing -----------------------------------------------------------------------
     def summary(self) -> str:

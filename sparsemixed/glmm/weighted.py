@@ -32,6 +32,19 @@ def structural_gram(Z: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix((values_on_pattern(A, S), S.indices.copy(), S.indptr.copy()), shape=S.shape)
 
 
+@njit(inline="always")
+def find_sorted(values, lo, hi, key):
+    """The index of ``key`` in the sorted ``values[lo:hi]``, or -1 (binary search)."""
+    a, b = lo, hi
+    while a < b:
+        m = (a + b) // 2
+        if values[m] < key:
+            a = m + 1
+        else:
+            b = m
+    return a if a < hi and values[a] == key else -1
+
+
 @njit(cache=True)
 def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
     """For each row i and each pair (a, b) of its entries: the position of (c_a, c_b) in
@@ -40,18 +53,9 @@ def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
     for i in range(indptr.size - 1):
         for ja in range(indptr[i], indptr[i + 1]):
             ca = indices[ja]
-            lo, hi = A_indptr[ca], A_indptr[ca + 1]
             for jb in range(indptr[i], indptr[i + 1]):
-                cb = indices[jb]
-                # binary search of cb in A's row ca (sorted)
-                a, b = lo, hi
-                while a < b:
-                    m = (a + b) // 2
-                    if A_indices[m] < cb:
-                        a = m + 1
-                    else:
-                        b = m
-                if a == hi or A_indices[a] != cb:
+                a = find_sorted(A_indices, A_indptr[ca], A_indptr[ca + 1], indices[jb])
+                if a < 0:
                     return False
                 pos[k] = a
                 prod[k] = data[ja] * data[jb]
@@ -60,13 +64,25 @@ def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
 
 
 @njit(cache=True)
-def _scatter(row_ptr, pos, prod, w, nnz):
-    out = np.zeros(nnz)
+def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, nnz, q):
+    """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX."""
+    A = np.zeros(nnz)
+    Ztr = np.zeros(q)
+    p = X.shape[1] if with_X else 0
+    ZtX = np.zeros((q, p))
     for i in range(row_ptr.size - 1):
         wi = w[i]
         for k in range(row_ptr[i], row_ptr[i + 1]):
-            out[pos[k]] += wi * prod[k]
-    return out
+            A[pos[k]] += wi * prod[k]
+        wr = wi * r[i]
+        for j in range(z_ptr[i], z_ptr[i + 1]):
+            c = z_ind[j]
+            v = z_val[j]
+            Ztr[c] += v * wr
+            f = wi * v
+            for col in range(p):
+                ZtX[c, col] += f * X[i, col]
+    return A, Ztr, ZtX
 
 
 class WeightedProducts:
@@ -89,32 +105,26 @@ class WeightedProducts:
             raise NumericalError("a row's random-effects columns fall outside the analysed pattern of Z'Z")
         self.A = A
         self.Z = Z
-        self.Zt = Z.T.tocsr()
+        self.z_ptr, self.z_ind = Z.indptr.astype(np.int64), Z.indices.astype(np.int64)
+        self.z_val = Z.data.astype(np.float64)
         self.X = np.ascontiguousarray(X, dtype=float)
 
     @property
     def n(self) -> int:
         return self.Z.shape[0]
 
-    def ZtWZ(self, w: np.ndarray) -> sp.csr_matrix:
-        """Z'WZ on A's pattern (sharing A's index arrays)."""
-        vals = _scatter(self.row_ptr, self.pos, self.prod, np.ascontiguousarray(w, dtype=float), self.A.nnz)
-        return sp.csr_matrix((vals, self.A.indices, self.A.indptr), shape=self.A.shape, copy=False)
-
     def cross_products(self, w: np.ndarray, r: np.ndarray, with_X: bool = True) -> CrossProducts:
         """Cross-products of [Z X r] weighted by w (``with_X`` False: of [Z r] only, for a
-        solve for u at fixed beta)."""
+        solve for u at fixed beta); Z'WZ on A's pattern, sharing A's index arrays."""
         w = np.ascontiguousarray(w, dtype=float)
+        r = np.ascontiguousarray(r, dtype=float)
+        with_X = bool(with_X and self.X.shape[1])
+        A, Ztr, ZtX = _pass(self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
+                            self.X, with_X, self.A.nnz, self.A.shape[0])
         wr = w * r
-        q = self.A.shape[0]
-        if with_X and self.X.shape[1]:
-            WX = self.X * w[:, None]
-            B = np.empty((self.n, self.X.shape[1] + 1))
-            B[:, :-1], B[:, -1] = WX, wr
-            ZtB = np.asarray(self.Zt @ B)
-            ZtX, Ztr = ZtB[:, :-1], ZtB[:, -1]
-            XtX, Xtr = self.X.T @ WX, self.X.T @ wr
+        if with_X:
+            XtX, Xtr = self.X.T @ (self.X * w[:, None]), self.X.T @ wr
         else:
-            ZtX, Ztr = np.zeros((q, 0)), np.asarray(self.Zt @ wr).ravel()
             XtX, Xtr = np.zeros((0, 0)), np.zeros(0)
-        return CrossProducts(self.ZtWZ(w), np.ascontiguousarray(ZtX), Ztr, XtX, Xtr, float(wr @ r), self.n)
+        ZtWZ = sp.csr_matrix((A, self.A.indices, self.A.indptr), shape=self.A.shape, copy=False)
+        return CrossProducts(ZtWZ, ZtX, Ztr, XtX, Xtr, float(wr @ r), self.n)

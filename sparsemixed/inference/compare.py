@@ -37,10 +37,16 @@ def anova(*results, **kw):
     same fixed effects.  The models must be fitted to the same rows (same nobs and response).
 
     ``anova(res, **kw)`` with one model returns ``res.anova(**kw)`` (F tests of the fixed
-    effects).
+    effects).  glmer fits (GlmerResult) go to :func:`sparsemixed.glmm.compare.anova`.
     """
     if not results:
         raise SparseMixedError("anova needs at least one fitted model")
+    from ..glmm.result import GlmerResult
+
+    if any(isinstance(r, GlmerResult) for r in results):     # glmer fits: glmm/compare.py
+        from ..glmm.compare import anova as glmer_anova
+
+        return glmer_anova(*results, **kw)
     if len(results) == 1:
         method = getattr(results[0], "anova", None)
         if method is None:

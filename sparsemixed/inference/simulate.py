@@ -30,7 +30,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from ..progress import progress as progress_bar
-from ..errors import NumericalError, SparseMixedError, SparseMixedWarning
+from ..errors import ArgumentError, NumericalError, SparseMixedError, SparseMixedWarning
 from ..results.varcorr import profile_names, sdcor
 
 
@@ -207,18 +207,26 @@ class SimulateMixin:
                                   "use method='Wald' or 'boot' meanwhile") from exc
             return profile_confint(self, parm=parm, level=level)
         which = _select_parm(parm, names, len(vn))
-        if method == "Wald":
-            se = self.fixef_se.to_numpy()
-            ci = np.full((len(names), 2), np.nan)
-            ci[len(vn):] = self.beta[:, None] + se[:, None] * norm.ppf(a)[None, :]
-        elif method == "boot":
-            bb = self.bootstrap(nsim, statistic=_sdcor_statistic, seed=seed, progress=progress)
-            ci = np.vstack([norm_inter(bb[c].to_numpy(), a) for c in bb.columns])
-            R = int(np.isfinite(bb.to_numpy()).sum(axis=0).min())
-            if not np.all(((R + 1) * a > 1) & ((R + 1) * a < R)):
-                warnings.warn(f"extreme order statistics used as endpoints (as boot.ci warns): with {R} "
-                              f"finite bootstrap values the {cols[0]} / {cols[1]} percentiles fall at or "
-                              "beyond the smallest/largest; use a larger nsim", BootstrapWarning, stacklevel=2)
-        else:
-            raise SparseMixedError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
-        return pd.DataFrame(ci[which], index=[names[i] for i in which], columns=cols)
+        boot = lambda: self.bootstrap(nsim, statistic=_sdcor_statistic, seed=seed, progress=progress)
+        return interval_table(method, names, len(vn), self.beta, self.fixef_se.to_numpy(), boot, a, which)
+
+
+def interval_table(method: str, names, n_var: int, beta, se, boot, a, which, stacklevel: int = 3) -> pd.DataFrame:
+    """confint's table: "Wald" z intervals for the fixed effects (NaN for the ``n_var``
+    variance parameters), or "boot" percentile intervals of ``boot()``'s replicates (one
+    column per name); rows ``which``, columns such as "2.5 %"."""
+    cols = format_perc(a)
+    if method == "Wald":
+        ci = np.full((len(names), 2), np.nan)
+        ci[n_var:] = np.asarray(beta)[:, None] + np.asarray(se)[:, None] * norm.ppf(a)[None, :]
+    elif method == "boot":
+        bb = boot()
+        ci = np.vstack([norm_inter(bb[c].to_numpy(), a) for c in bb.columns])
+        R = int(np.isfinite(bb.to_numpy()).sum(axis=0).min())
+        if not np.all(((R + 1) * a > 1) & ((R + 1) * a < R)):
+            warnings.warn(f"extreme order statistics used as endpoints (as boot.ci warns): with {R} finite "
+                          f"bootstrap values the {cols[0]} / {cols[1]} percentiles fall at or beyond the "
+                          "smallest/largest; use a larger nsim", BootstrapWarning, stacklevel=stacklevel)
+    else:
+        raise ArgumentError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
+    return pd.DataFrame(ci[which], index=[names[i] for i in which], columns=cols)
