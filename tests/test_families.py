@@ -189,7 +189,7 @@ def test_poisson_dev_resids_nonnegative_and_zero_at_y(y, data):
     assert np.all(dev >= -64 * EPS * scale)
     at_y = fam.dev_resids(y, np.maximum(y, EPS), wt)  # linkinv clamps mu >= eps
     assert np.all(at_y[y > 0] == 0)
-    assert np.all(at_y[y == 0] == 2 * EPS * wt[y == 0])
+    assert np.all(at_y[y == 0] == 2 * (EPS * wt[y == 0]))   # R: 2 * (mu * wt), mu clamped to eps
 
 
 @settings(max_examples=200)
