@@ -16,10 +16,11 @@ import numpy as np
 
 from .. import assemble
 from ..design import build_design
-from ..errors import ArgumentError
+from ..errors import ArgumentError, DataError
 from ..model import LinearMixedModel
 from .pirls import Mode, pirls
 from .response import OFFSET, WEIGHTS, GLMResponse, prepare
+from .rows import MemoryRows
 from .weighted import WeightedProducts, structural_gram
 
 
@@ -61,6 +62,7 @@ class GeneralizedLinearMixedModel:
         self.response.check(prep.response_label)
         self.kept = d.kept
         self.weighted = WeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ)
+        self.rows = MemoryRows(self.weighted, self.response)
         if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
             raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
                                 f"random-effects term such as (1 | g); this model has "
@@ -95,8 +97,26 @@ class GeneralizedLinearMixedModel:
         theta = np.asarray(theta, dtype=float)
         if beta is None:
             start = self.start_beta() if beta0 is None else np.asarray(beta0, dtype=float)
-            return pirls(self.engine, self.weighted, self.response, theta, start, u0=u0, joint=True)
-        return pirls(self.engine, self.weighted, self.response, theta, np.asarray(beta, dtype=float), u0=u0)
+            return pirls(self.engine, self.rows, theta, start, u0=u0, joint=True)
+        return pirls(self.engine, self.rows, theta, np.asarray(beta, dtype=float), u0=u0)
+
+    def with_response(self, y) -> "GeneralizedLinearMixedModel":
+        """A shallow copy for the response ``y`` (the kept rows, on the response's scale):
+        a new GLMResponse with the same prior weights, offset and family; the design, the
+        engine and its symbolic analysis are shared.  Checked as glmer checks a response."""
+        import copy
+
+        r = self.response
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.shape != r.y.shape:
+            raise DataError(f"the new response has {y.size} values; the model has {r.n} observations")
+        if not np.all(np.isfinite(y)):
+            raise DataError("the new response has missing or infinite values")
+        new = copy.copy(self)
+        new.response = GLMResponse(y, r.prior_weights, r.offset, r.family, r.trials_weights)
+        new.response.check(self.response_label)
+        new.rows = MemoryRows(new.weighted, new.response)
+        return new
 
     def start_beta(self) -> np.ndarray:
         """The least-squares fit of g(mustart) - offset on X (glm's first working fit, unweighted)."""

@@ -53,41 +53,30 @@ class Mode:
         return self.cond_m2ll + self.sqrL + self.ldL2
 
 
-def _eta(wp, resp, beta, b):
-    eta = np.asarray(wp.Z @ b).ravel() + resp.offset
-    if beta.size:
-        eta = eta + wp.X @ beta
-    return eta
-
-
-def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: float = TOL,
+def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = TOL,
           max_iter: int = MAX_ITER) -> Mode:
-    """The conditional mode (and, ``joint``, beta) at theta by PIRLS from ``u0`` (zeros)."""
+    """The conditional mode (and, ``joint``, beta) at theta by PIRLS from ``u0`` (zeros);
+    ``rows`` does the passes over the rows (glmm/rows.py: in memory or on Dask)."""
     theta = np.asarray(theta, dtype=float)
     beta = np.asarray(beta, dtype=float)
     q = engine.relcov.q
     Lam = engine.relcov.Lambda(theta)
     u = np.zeros(q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    b = Lam @ u
-    eta = _eta(wp, resp, beta, b)
-    mu = resp.mu(eta)
-    pdev = resp.deviance(mu) + u @ u
+    cur = rows.evaluate(beta, Lam @ u)
+    pdev = cur.deviance + u @ u
     if not np.isfinite(pdev):
         raise NumericalError("the penalized deviance is not finite at the start of PIRLS")
     halvings = 0
     for it in range(1, max_iter + 1):
-        _, w, z = resp.working(eta)
-        r = z if joint else z - (wp.X @ beta if beta.size else 0.0)
-        eng = engine.reweighted(wp.cross_products(w, r, with_X=joint))
+        cp, w = rows.products(cur, joint)
+        eng = engine.reweighted(cp)
         st = eng.solve(theta, reml=False)
         u_new, _ = eng.random_effects(st)
         beta_new = st.beta if joint else beta
         # step halving on the penalized deviance
         for h in range(MAX_HALVINGS + 1):
-            b_new = Lam @ u_new
-            eta_new = _eta(wp, resp, beta_new, b_new)
-            mu_new = resp.mu(eta_new)
-            pdev_new = resp.deviance(mu_new) + u_new @ u_new
+            new = rows.evaluate(beta_new, Lam @ u_new)
+            pdev_new = new.deviance + u_new @ u_new
             if np.isfinite(pdev_new) and pdev_new <= pdev * (1 + 1e-14) + 1e-300:
                 break
             halvings += 1
@@ -99,8 +88,8 @@ def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: floa
                 f"(iteration {it}, {MAX_HALVINGS} step halvings): the model may be too complex for the data, "
                 "or the response separates the fixed effects")
         change = pdev - pdev_new
-        moved = float(np.max(np.abs(eta_new - eta))) if eta.size else 0.0
-        u, beta, b, eta, mu, pdev = u_new, beta_new, b_new, eta_new, mu_new, pdev_new
+        moved = rows.moved(cur, new)
+        u, beta, cur, pdev = u_new, beta_new, new, pdev_new
         if change <= tol * (abs(pdev) + tol):
             break
     else:
@@ -110,8 +99,8 @@ def pirls(engine, wp, resp, theta, beta, u0=None, joint: bool = False, tol: floa
     # the factor at the mode's own weights, the Laplace approximation's curvature: the last
     # solve's, when its step moved eta by at most STILL (log|L| then moves by ~ STILL tr(H))
     if moved > STILL:
-        _, w, z = resp.working(eta)
-        eng = engine.reweighted(wp.cross_products(w, z, with_X=joint))
+        cp, w = rows.products(cur, joint)
+        eng = engine.reweighted(cp)
         st = eng.solve(theta, reml=False)
-    return Mode(theta, beta, u, b, eta, mu, w, float(st.ldL2), float(u @ u), resp.minus2loglik(mu),
-                resp.deviance(mu), it, halvings, st, eng)
+    return Mode(theta, beta, u, cur.b, cur.eta, cur.mu, w, float(st.ldL2), float(u @ u), rows.minus2loglik(cur),
+                cur.deviance, it, halvings, st, eng)

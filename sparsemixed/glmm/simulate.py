@@ -21,7 +21,6 @@ and the correlations, in theta's order: lme4's Cv_to_Sv with sigma = 1), then th
 """
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
@@ -32,7 +31,6 @@ from ..inference.simulate import BootstrapWarning, _select_parm, interval_table
 from ..progress import progress as progress_bar
 from ..results.varcorr import sdcor
 from .predict import fitted_index
-from .response import GLMResponse
 
 
 def _rng(seed):
@@ -71,19 +69,8 @@ def simulate(res, nsim: int = 1, seed=None, use_u: bool = False) -> pd.DataFrame
 
 
 def with_response(model, y):
-    """A shallow copy of ``model`` for the response ``y`` (the kept rows, on the response's
-    scale): a new GLMResponse with the same prior weights, offset and family; the design, the
-    engine and its symbolic analysis are shared.  Checked as glmer checks a response."""
-    r = model.response
-    y = np.asarray(y, dtype=float).reshape(-1)
-    if y.shape != r.y.shape:
-        raise DataError(f"the new response has {y.size} values; the model has {r.n} observations")
-    if not np.all(np.isfinite(y)):
-        raise DataError("the new response has missing or infinite values")
-    new = copy.copy(model)
-    new.response = GLMResponse(y, r.prior_weights, r.offset, r.family, r.trials_weights)
-    new.response.check(model.response_label)
-    return new
+    """The model for a new response ``y`` (:meth:`GeneralizedLinearMixedModel.with_response`)."""
+    return model.with_response(y)
 
 
 def refit(res, y):
