@@ -74,11 +74,10 @@ def _profiled_stage(model, s1, mode0, control):
     """Stage 2 with beta profiled out (glmm/gradient.py: Newton on beta at each theta):
     BOBYQA over theta alone, from stage 1's theta, each evaluation warm-started from the
     previous beta and u."""
-    lev = gradient.Leverages(model.weighted, model.relcov)
     state = {"beta": mode0.beta, "u": mode0.u}
 
     def f(theta):
-        m = gradient.profile_beta(model, theta, state["beta"], state["u"], lev)
+        m = gradient.profile_beta(model, theta, state["beta"], state["u"])
         state["beta"], state["u"] = m.beta, m.u
         return m.laplace
 
@@ -98,7 +97,7 @@ def _profiled_stage(model, s1, mode0, control):
         merge_restart(s2, sub)
         if gain <= RESTART_GAIN:
             break
-    final = gradient.profile_beta(model, s2.final, state["beta"], state["u"], lev)
+    final = gradient.profile_beta(model, s2.final, state["beta"], state["u"])
     nt = model.theta0.size
     s2.initial = np.concatenate([s1.final, mode0.beta])
     s2.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
@@ -169,7 +168,7 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
         s2.diagnostics["stage1"] = {"theta": s1.final, "fmin": s1.fmin, "feval": s1.feval}
         summary = s2
         final = model.mode(s2.final[:nt], s2.final[nt:], u0=mode0.u)
-    msg = perfect_fit_warning(model.response, final.mu)
+    msg = perfect_fit_warning(model.response, final.mu) if final.mu is not None else None
     if msg:
         warnings.warn(msg, PerfectFitWarning, stacklevel=3)
     from ..diagnostics import check_singular

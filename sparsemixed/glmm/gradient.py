@@ -107,38 +107,44 @@ def _weights(resp, eta):
     return resp.prior_weights * d * d / fam.variance(link.linkinv(eta))
 
 
-def beta_gradient(model, mode, leverages: Leverages) -> tuple[np.ndarray, object]:
-    """(dD/dbeta at the mode, the joint PLS state at the mode's weights)."""
-    resp, wp, relcov = model.response, model.weighted, model.relcov
-    eta, mu = mode.eta, mode.mu
-    link, fam = resp.family.link, resp.family
-    d = -2.0 * resp.prior_weights * (resp.y - mu) * link.mu_eta(eta) / fam.variance(mu)
-    g = wp.X.T @ d
+def beta_gradient(model, mode) -> tuple[np.ndarray, object]:
+    """(dD/dbeta at the mode, the joint PLS state at the mode's weights).  The q-level
+    pieces (M^-1 on its pattern, M^-1 Lambda'Z'WX) are formed here; the row sums by
+    ``model.rows.beta_gradient`` (:func:`row_part`, wherever the rows are)."""
+    rows, relcov = model.rows, model.relcov
     # the joint system at the mode's weights: R_ZX = L^-1 P Lambda'Z'WX (and R_X for the Hessian)
-    w = mode.weights
-    _, _, z = resp.working(eta)
-    eng = model.engine.reweighted(wp.cross_products(w, z, with_X=True))
-    st = eng.solve(mode.theta, reml=False)
+    cp, _ = rows.products(rows.evaluate(mode.beta, mode.b), joint=True)
+    st = model.engine.reweighted(cp).solve(mode.theta, reml=False)
     f = st.factor
     Minv = f.selected_inverse(relcov.M_indptr, relcov.M_indices)
-    h = leverages(mode.theta, Minv)
+    MinvB = np.asarray(f.solve_Lt(st.RZX))              # M^-1 Lambda'Z'WX = P'L^-T R_ZX
+    return rows.beta_gradient(relcov, mode.theta, mode.beta, mode.b, Minv, MinvB), st
+
+
+def row_part(rows, relcov, theta, beta, b, Minv, MinvB) -> np.ndarray:
+    """X'd + J'(h w') over the rows of a MemoryRows (leverages cached on it)."""
+    resp, wp = rows.response, rows.weighted
+    s = rows.evaluate(beta, b)
+    eta, mu = s.eta, s.mu
+    link, fam = resp.family.link, resp.family
+    d = -2.0 * resp.prior_weights * (resp.y - mu) * link.mu_eta(eta) / fam.variance(mu)
+    if getattr(rows, "_leverages", None) is None:
+        rows._leverages = Leverages(wp, relcov)
+    h = rows._leverages(theta, Minv)
     # w'(eta) by a central difference (w is smooth; relative error ~1e-10)
     step = 1e-5 * (1.0 + np.abs(eta))
     dw = (_weights(resp, eta + step) - _weights(resp, eta - step)) / (2 * step)
-    # J = X - Z Lambda M^-1 Lambda'Z'WX = X - Z Lambda P'L^-T R_ZX
-    MinvB = np.asarray(f.solve_Lt(st.RZX))
-    J = wp.X - np.asarray(wp.Z @ (relcov.Lambda(mode.theta) @ MinvB))
-    g = g + J.T @ (h * dw)
-    return g, st
+    J = wp.X - np.asarray(wp.Z @ (relcov.Lambda(theta) @ MinvB))
+    return wp.X.T @ d + J.T @ (h * dw)
 
 
-def profile_beta(model, theta, beta0, u0, leverages: Leverages):
+def profile_beta(model, theta, beta0, u0):
     """The mode at theta with beta minimising the Laplace deviance (Newton with the Fisher
     Hessian 2 R_X'R_X and step halving), from beta0."""
     beta = np.asarray(beta0, dtype=float)
     mode = model.mode(theta, beta, u0=u0)
     for _ in range(MAX_NEWTON):
-        g, st = beta_gradient(model, mode, leverages)
+        g, st = beta_gradient(model, mode)
         RX = st.RX
         step = np.linalg.solve(RX, np.linalg.solve(RX.T, g)) / 2.0
         decrement = float(g @ step)

@@ -17,6 +17,7 @@ import numpy as np
 from .. import assemble
 from ..design import build_design
 from ..errors import ArgumentError, DataError
+from ..io.sources import is_dask
 from ..model import LinearMixedModel
 from .pirls import Mode, pirls
 from .response import OFFSET, WEIGHTS, GLMResponse, prepare
@@ -45,9 +46,24 @@ class GeneralizedLinearMixedModel:
         self.family = fam
         self.formula = formula
         self.nAGQ = _check_nagq(nAGQ)
-        prep = prepare(formula, data, fam, weights, offset)
-        self.response_label = prep.response_label
         self.data = data
+        if is_dask(data):
+            from . import dask as on_dask
+
+            on_dask.check_nagq(self.nAGQ)
+            self.response = self.weighted = self.kept = None
+            on_dask.build(self, formula, data, fam, weights, offset, na_action, ordering, memory_limit)
+        else:
+            self._build_in_memory(formula, data, weights, offset, na_action, ordering, memory_limit)
+        if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
+            raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                                f"random-effects term such as (1 | g); this model has "
+                                f"{' + '.join(f'({t.expr} | {t.group.name})' for t in self.terms)}. "
+                                "Use nAGQ=1 (Laplace) or nAGQ=0")
+
+    def _build_in_memory(self, formula, data, weights, offset, na_action, ordering, memory_limit) -> None:
+        prep = prepare(formula, data, self.family, weights, offset)
+        self.response_label = prep.response_label
         parts = assemble.from_frame(prep.formula, prep.data, offset=OFFSET, na_action=na_action, sparse_X=False,
                                     residual_variance=False)
         d = build_design(parts.source, parts.terms, parts.fixed.cols)
@@ -58,16 +74,11 @@ class GeneralizedLinearMixedModel:
         kept = d.kept if d.kept is not None else np.ones(len(prep.data), dtype=bool)
         w = prep.data[WEIGHTS].to_numpy(dtype=float)[kept]
         off = d.offset if d.offset is not None else np.zeros(d.n)
-        self.response = GLMResponse(np.asarray(d.y, dtype=float), w, off, fam, prep.trials_weights)
+        self.response = GLMResponse(np.asarray(d.y, dtype=float), w, off, self.family, prep.trials_weights)
         self.response.check(prep.response_label)
         self.kept = d.kept
         self.weighted = WeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ)
         self.rows = MemoryRows(self.weighted, self.response)
-        if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
-            raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
-                                f"random-effects term such as (1 | g); this model has "
-                                f"{' + '.join(f'({t.expr} | {t.group.name})' for t in self.terms)}. "
-                                "Use nAGQ=1 (Laplace) or nAGQ=0")
 
     # -- where things are ---------------------------------------------------------------
     terms = property(lambda self: self.lmm.terms)
@@ -76,11 +87,19 @@ class GeneralizedLinearMixedModel:
     theta0 = property(lambda self: self.lmm.theta0)
     lower = property(lambda self: self.lmm.lower)
     fixef_names = property(lambda self: self.lmm.fixef_names)
-    nobs = property(lambda self: self.response.n)
-    p = property(lambda self: self.weighted.X.shape[1])
+    nobs = property(lambda self: self.rows.n)
+    p = property(lambda self: len(self.lmm.fixef_names))
     q = property(lambda self: self.lmm.q)
-    X = property(lambda self: self.weighted.X)
-    Z = property(lambda self: self.weighted.Z)
+    X = property(lambda self: self._rows_in_memory("X").X)
+    Z = property(lambda self: self._rows_in_memory("Z").Z)
+
+    def _rows_in_memory(self, what: str):
+        if self.weighted is None:
+            from ..design import StreamedDataError
+
+            raise StreamedDataError(f"the model was built from a Dask DataFrame and keeps no rows, but {what} "
+                                    "needs them; build it from a pandas DataFrame for row-level quantities")
+        return self.weighted
 
     def Lambda(self, theta):
         return self.relcov.Lambda(np.asarray(theta, dtype=float))
@@ -106,6 +125,7 @@ class GeneralizedLinearMixedModel:
         engine and its symbolic analysis are shared.  Checked as glmer checks a response."""
         import copy
 
+        self._rows_in_memory("a new response")
         r = self.response
         y = np.asarray(y, dtype=float).reshape(-1)
         if y.shape != r.y.shape:
@@ -120,6 +140,8 @@ class GeneralizedLinearMixedModel:
 
     def start_beta(self) -> np.ndarray:
         """The least-squares fit of g(mustart) - offset on X (glm's first working fit, unweighted)."""
+        if not self.rows.in_memory:
+            return self.rows.start_beta()
         X = self.X
         if not X.shape[1]:
             return np.zeros(0)

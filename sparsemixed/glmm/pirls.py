@@ -62,7 +62,7 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
     q = engine.relcov.q
     Lam = engine.relcov.Lambda(theta)
     u = np.zeros(q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    cur = rows.evaluate(beta, Lam @ u)
+    cur = rows.evaluate(beta, Lam @ u, joint)
     pdev = cur.deviance + u @ u
     if not np.isfinite(pdev):
         raise NumericalError("the penalized deviance is not finite at the start of PIRLS")
@@ -75,7 +75,7 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
         beta_new = st.beta if joint else beta
         # step halving on the penalized deviance
         for h in range(MAX_HALVINGS + 1):
-            new = rows.evaluate(beta_new, Lam @ u_new)
+            new = rows.evaluate(beta_new, Lam @ u_new, joint)
             pdev_new = new.deviance + u_new @ u_new
             if np.isfinite(pdev_new) and pdev_new <= pdev * (1 + 1e-14) + 1e-300:
                 break

@@ -222,8 +222,9 @@ class GLMResponse:
     def n(self) -> int:
         return self.y.shape[0]
 
-    def check(self, label: str) -> None:
-        """glm's checks of the response, with the column named."""
+    def check(self, label: str, whole: bool = True) -> None:
+        """glm's checks of the response, with the column named (``whole`` False: a part of
+        the rows, whose all-0 or all-1 response says nothing about the whole)."""
         fam, y, w = self.family, self.y, self.prior_weights
         if fam.name == "binomial":
             if np.any((y < 0) | (y > 1)):
@@ -234,7 +235,7 @@ class GLMResponse:
                     warnings.warn(f"non-integer numbers of successes in the binomial response {label!r} "
                                   "(proportion times weights)", SparseMixedWarning, stacklevel=4)
             used = w > 0
-            if used.any() and (np.all(y[used] == 0) or np.all(y[used] == 1)):
+            if whole and used.any() and (np.all(y[used] == 0) or np.all(y[used] == 1)):
                 v = int(y[used][0])
                 raise DataError(f"binomial response {label!r} is {v} in every row: nothing to estimate "
                                 f"(the fixed intercept would be {'-' if v == 0 else '+'}infinity)")
@@ -247,7 +248,7 @@ class GLMResponse:
                 warnings.warn(f"non-integer counts in the poisson response {label!r} (glm warns alike; the "
                               "log-likelihood uses the gamma-function continuation)", SparseMixedWarning,
                               stacklevel=4)
-            if np.all(y == 0):
+            if whole and np.all(y == 0):
                 raise DataError(f"poisson response {label!r} is 0 in every row: nothing to estimate")
 
     @property

@@ -120,10 +120,9 @@ class GlmerResult(RandomEffectsMixin):
 
     def _joint_state(self):
         """The PLS state of the joint (u, beta) system at the mode's working weights."""
-        m = self.mode
-        _, w, z = self.model.response.working(m.eta)
-        eng = self.model.engine.reweighted(self.model.weighted.cross_products(w, z, with_X=True))
-        return eng.solve(self.theta, reml=False)
+        rows = self.model.rows
+        cp, _ = rows.products(rows.evaluate(self.beta, self.b), joint=True)
+        return self.model.engine.reweighted(cp).solve(self.theta, reml=False)
 
     @property
     def fixef_se(self) -> pd.Series:
@@ -180,10 +179,19 @@ class GlmerResult(RandomEffectsMixin):
     # -- rows ---------------------------------------------------------------------------
     def fitted(self) -> np.ndarray:
         """mu-hat, the fitted values on the response scale (proportions for binomial)."""
-        return self.mode.mu.copy()
+        return self._rows("fitted()").mu.copy()
 
     def linear_predictor(self) -> np.ndarray:
-        return self.mode.eta.copy()
+        return self._rows("linear_predictor()").eta.copy()
+
+    def _rows(self, what: str):
+        """The mode, whose row-level values exist only for rows in memory."""
+        if self.mode.eta is None:
+            from ..design import StreamedDataError
+
+            raise StreamedDataError(f"the model was built from a Dask DataFrame and keeps no rows, so {what} is "
+                                    "not available; build it from a pandas DataFrame for row-level quantities")
+        return self.mode
 
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """lme4's residuals(fit, type): deviance (default), pearson, working, response."""
@@ -191,8 +199,9 @@ class GlmerResult(RandomEffectsMixin):
             from ..errors import ArgumentError
 
             raise ArgumentError(f"type must be one of {RESIDUAL_TYPES}, got {type!r}")
+        mode = self._rows(f"residuals({type!r})")
         r = self.model.response
-        mu, eta, y = self.mode.mu, self.mode.eta, r.y
+        mu, eta, y = mode.mu, mode.eta, r.y
         if type == "response":
             return y - mu
         if type == "working":

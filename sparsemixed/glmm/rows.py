@@ -27,6 +27,7 @@ class RowState:
     deviance: float
     eta: np.ndarray | None = None
     mu: np.ndarray | None = None
+    products: tuple | None = None     # (joint, cross-products) computed in the same pass (Dask)
 
 
 class MemoryRows:
@@ -34,12 +35,15 @@ class MemoryRows:
 
     def __init__(self, weighted, response):
         self.weighted, self.response = weighted, response
+        self._leverages = None            # gradient.Leverages, made on the first beta gradient
 
     @property
     def n(self) -> int:
         return self.response.n
 
-    def evaluate(self, beta, b) -> RowState:
+    def evaluate(self, beta, b, joint=None) -> RowState:
+        """The point's deviance (``joint``: a hint that products(state, joint) may follow,
+        which rows elsewhere compute in the same pass)."""
         wp, resp = self.weighted, self.response
         eta = np.asarray(wp.Z @ b).ravel() + resp.offset
         if beta.size:
@@ -59,3 +63,8 @@ class MemoryRows:
 
     def minus2loglik(self, s: RowState) -> float:
         return self.response.minus2loglik(s.mu)
+
+    def beta_gradient(self, relcov, theta, beta, b, Minv, MinvB) -> np.ndarray:
+        from .gradient import row_part
+
+        return row_part(self, relcov, theta, beta, b, Minv, MinvB)
