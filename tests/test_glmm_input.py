@@ -197,3 +197,44 @@ def test_fused_kernels_equal_the_family_functions(family):
     np.testing.assert_allclose(w, pw * d_ref ** 2 / fam.variance(mu_ref), rtol=1e-14)
     np.testing.assert_allclose(z, eta - off + (y - mu_ref) / d_ref, rtol=1e-13, atol=1e-300)
     assert kernels.deviance(k, y, mu, pw) == pytest.approx(np.sum(fam.dev_resids(y, mu_ref, pw)), rel=1e-12)
+
+
+def test_offset_terms_leave_the_rest_of_the_formula_alone():
+    """Removing offset() keeps an explicit '0 +' (no intercept) and the term order."""
+    df = _frame()
+    m = sm.glmer("k ~ 0 + x + offset(log(t)) + (1|g)", df, family="poisson")
+    assert m.fixef_names == ["x"]
+    m = sm.glmer("k ~ offset(log(t)) + x + (1|g)", df, family="poisson")
+    assert m.fixef_names == ["(Intercept)", "x"]
+    np.testing.assert_allclose(m.response.offset, np.log(df["t"]), rtol=1e-15)
+
+
+def test_gaussian_identity_through_the_engine_equals_the_dense_likelihood():
+    """PIRLS on the engine with the Gaussian family (sigma fixed at 1; the public glmer
+    refuses Gaussian) gives the exact -2 log L(theta, beta, sigma = 1) of the linear mixed
+    model, y ~ N(X beta, Z Lambda Lambda'Z' + I), computed densely: to 1e-10."""
+    from sparsemixed.families import Gaussian
+    from sparsemixed.glmm.pirls import pirls
+    from sparsemixed.glmm.response import GLMResponse
+    from sparsemixed.glmm.rows import MemoryRows
+    from sparsemixed.glmm.weighted import WeightedProducts
+
+    class GaussianRows(MemoryRows):
+        def minus2loglik(self, s):      # -2 log p(y | u) with sigma = 1
+            return s.deviance + self.n * np.log(2 * np.pi)
+
+    df = _frame(n=150, seed=8)
+    df["h"] = [f"h{v}" for v in np.random.default_rng(3).integers(0, 6, len(df))]
+    lmm = sm.lmer("x ~ t + (1 + t|g) + (1|h)", df)
+    d = lmm.design()
+    rows = GaussianRows(WeightedProducts(d.Z, d.X, lmm.crossprod.ZtZ),
+                        GLMResponse(d.y, np.ones(d.n), np.zeros(d.n), Gaussian()))
+    theta = np.array([0.8, 0.3, 0.5, 0.6])
+    beta = np.array([0.2, -0.1])
+    mode = pirls(lmm.engine, rows, theta, beta)
+    ZL = d.Z.toarray() @ lmm.Lambda(theta).toarray()
+    V = ZL @ ZL.T + np.eye(d.n)
+    r = d.y - d.X @ beta
+    dense = d.n * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + r @ np.linalg.solve(V, r)
+    assert mode.laplace == pytest.approx(dense, rel=1e-10)
+    assert mode.iterations <= 2          # one Newton step is exact for the identity link

@@ -105,9 +105,7 @@ def prepare(formula: str, data, family, weights=None, offset=None) -> Prepared:
     off = np.zeros(n)
     for start, end, inner in reversed(_call_spans(rhs, "offset")):
         off = off + _numeric(_evaluate(inner, df, "the offset"), f"offset({inner})")
-        rhs = rhs[:start] + "0" + rhs[end:]
-    rhs = re.sub(r"\+\s*0\s*(?=\+|$)", "", rhs).strip()
-    rhs = re.sub(r"^0\s*\+\s*", "", rhs) if not re.match(r"^0\s*\+\s*\(", rhs) else rhs
+        rhs = _drop_term(rhs, start, end)
     if offset is not None:
         vals = df[offset].to_numpy() if isinstance(offset, str) and offset in df.columns else offset
         if isinstance(offset, str) and offset not in df.columns:
@@ -167,6 +165,19 @@ def prepare(formula: str, data, family, weights=None, offset=None) -> Prepared:
     df[OFFSET] = off
     new_formula = f"{RESPONSE} ~ {rhs}"
     return Prepared(new_formula, df, trials, lhs)
+
+
+def _drop_term(rhs: str, start: int, end: int) -> str:
+    """rhs without the term at [start, end) and the '+' joining it to its neighbours
+    (the term alone: '1', the intercept it leaves)."""
+    before, after = rhs[:start].rstrip(), rhs[end:].lstrip()
+    if before.endswith("+"):
+        return (before[:-1].rstrip() + " " + after).strip()
+    if after.startswith("+"):
+        return (before + " " + after[1:].lstrip()).strip()
+    if before or after:
+        raise FormulaError(f"cannot read offset(...) in {rhs!r}: join it to the other terms with '+'")
+    return "1"
 
 
 def _split_args(text: str) -> list[str]:
