@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 
 from ..crossprod import CrossProducts
 from ..engine.reweight import values_on_pattern
 from ..errors import NumericalError
+from ..linalg.threads import kernel_threads, serial_twin
 
 
 def structural_gram(Z: sp.csr_matrix) -> sp.csr_matrix:
@@ -64,13 +65,9 @@ def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
 
 
 @njit(cache=True)
-def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, nnz, q):
-    """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX."""
-    A = np.zeros(nnz)
-    Ztr = np.zeros(q)
-    p = X.shape[1] if with_X else 0
-    ZtX = np.zeros((q, p))
-    for i in range(row_ptr.size - 1):
+def _pass_rows(lo, hi, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, A, Ztr, ZtX):
+    """Rows lo..hi-1 added into A (Z'WZ's values on the pattern), Ztr and ZtX (p columns)."""
+    for i in range(lo, hi):
         wi = w[i]
         for k in range(row_ptr[i], row_ptr[i + 1]):
             A[pos[k]] += wi * prod[k]
@@ -82,7 +79,31 @@ def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, nnz, q):
             f = wi * v
             for col in range(p):
                 ZtX[c, col] += f * X[i, col]
+
+
+@njit(cache=True, parallel=True)
+def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, nnz, q, nthreads):
+    """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX; with
+    ``nthreads`` > 1 each thread sums a block of rows into its own arrays, added at the end
+    (the same sums in another order: last-bit differences only)."""
+    p = X.shape[1] if with_X else 0
+    n = row_ptr.size - 1
+    T = max(1, nthreads)
+    As = np.zeros((T, nnz))
+    Ztrs = np.zeros((T, q))
+    ZtXs = np.zeros((T, q, p))
+    for t in prange(T):
+        _pass_rows(n * t // T, n * (t + 1) // T, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p,
+                   As[t], Ztrs[t], ZtXs[t])
+    A, Ztr, ZtX = As[0], Ztrs[0], ZtXs[0]
+    for t in range(1, T):
+        A += As[t]
+        Ztr += Ztrs[t]
+        ZtX += ZtXs[t]
     return A, Ztr, ZtX
+
+
+_pass_serial = serial_twin(_pass)
 
 
 class WeightedProducts:
@@ -119,8 +140,9 @@ class WeightedProducts:
         w = np.ascontiguousarray(w, dtype=float)
         r = np.ascontiguousarray(r, dtype=float)
         with_X = bool(with_X and self.X.shape[1])
-        A, Ztr, ZtX = _pass(self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
-                            self.X, with_X, self.A.nnz, self.A.shape[0])
+        threads = kernel_threads(self.row_ptr[-1] + self.n)
+        A, Ztr, ZtX = (_pass if threads > 1 else _pass_serial)(self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
+                            self.X, with_X, self.A.nnz, self.A.shape[0], threads)
         wr = w * r
         if with_X:
             XtX, Xtr = self.X.T @ (self.X * w[:, None]), self.X.T @ wr
