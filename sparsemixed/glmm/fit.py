@@ -88,11 +88,10 @@ def _profiled_stage(model, s1, mode0, control, tick=None):
                     maxeval=max(1, int(control.maxeval) - s1.feval))
     fun = _safe(f)
     minimize(fun, s2, rules=control.boundary, progress=tick)
-    for _ in range(MAX_RESTARTS):       # off a near-boundary stop (see the joint search below)
+    for _ in range(MAX_RESTARTS):       # from the stop, or off a near-boundary stop (as the joint search)
         x1 = _off_boundary(fun, s2, model.lower, control)
-        if x1 is None:
-            break
-        sub = OptSummary(initial=x1, lower=model.lower, method="bobyqa", ftol_abs=control.ftol_abs,
+        sub = OptSummary(initial=s2.final if x1 is None else x1, lower=model.lower, method="bobyqa",
+                         ftol_abs=control.ftol_abs,
                          xtol_abs=control.xtol_abs, maxeval=max(1, s2.maxeval - s2.feval))
         minimize(fun, sub, rules=control.boundary, progress=tick)
         gain = s2.fmin - sub.fmin
