@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError, NumericalError, SparseMixedError
-from ..inference.simulate import BootstrapWarning, _select_parm, interval_table
+from ..inference.simulate import _select_parm, bootstrap_frame, interval_table
 from ..progress import progress as progress_bar
 from ..results.varcorr import sdcor
 from .predict import fitted_index
@@ -120,16 +120,7 @@ def bootstrap(res, nsim: int = 100, seed=None, stat=None, use_u: bool = False, p
         for w in caught:
             warned.setdefault(w.category.__name__, (set(), str(w.message)))[0].add(i)
         rows.append(np.full(t0s.size, np.nan) if fit is None else np.asarray(stat(fit), dtype=float).reshape(-1))
-    out = pd.DataFrame(np.vstack(rows), columns=t0s.index)
-    out.attrs.update(t0=t0s, nfail=len(failures), failures=failures[:10],
-                     warnings={k: len(v[0]) for k, v in warned.items()})
-    if failures:
-        warnings.warn(f"{len(failures)} of {nsim} bootstrap refits failed (their rows are NaN); first: "
-                      f"{failures[0]}", BootstrapWarning, stacklevel=3)
-    for k, (reps, msg) in warned.items():
-        warnings.warn(f"{len(reps)} of {nsim} bootstrap refits raised a {k} (kept in the sample, as lme4's "
-                      f"bootMer keeps them); e.g. {msg}", BootstrapWarning, stacklevel=3)
-    return out
+    return bootstrap_frame(rows, t0s, failures, warned, nsim, stacklevel=4)
 
 
 def confint(res, parm=None, level: float = 0.95, method: str = "Wald", nsim: int = 500, seed=None,

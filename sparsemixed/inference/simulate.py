@@ -175,16 +175,7 @@ class SimulateMixin:
                 rows.append(np.full(t0s.size, np.nan))
                 continue
             rows.append(np.asarray(stat(res), dtype=float).reshape(-1))
-        out = pd.DataFrame(np.vstack(rows), columns=t0s.index)
-        counts = {k: len(reps) for k, (reps, _) in warned.items()}
-        out.attrs.update(t0=t0s, nfail=len(failures), failures=failures[:10], warnings=counts)
-        if failures:
-            warnings.warn(f"{len(failures)} of {n} bootstrap refits failed (their rows are NaN); first: "
-                          f"{failures[0]}", BootstrapWarning, stacklevel=2)
-        for k, (reps, msg) in warned.items():
-            warnings.warn(f"{len(reps)} of {n} bootstrap refits raised a {k} (kept in the sample, as "
-                          f"lme4's bootMer keeps them); e.g. {msg}", BootstrapWarning, stacklevel=2)
-        return out
+        return bootstrap_frame(rows, t0s, failures, warned, n, stacklevel=3)
 
     def confint(self, parm=None, level: float = 0.95, method: str = "Wald", nsim: int = 500,
                 seed=None, progress: bool = False) -> pd.DataFrame:
@@ -230,3 +221,18 @@ def interval_table(method: str, names, n_var: int, beta, se, boot, a, which, sta
     else:
         raise ArgumentError(f"method must be 'Wald', 'boot' or 'profile', got {method!r}")
     return pd.DataFrame(ci[which], index=[names[i] for i in which], columns=cols)
+
+
+def bootstrap_frame(rows, t0s, failures, warned, n: int, stacklevel: int) -> pd.DataFrame:
+    """The bootstrap's replicates as a DataFrame (columns t0s' index; attrs t0, nfail,
+    failures, warnings), warning of failed refits and of warnings raised in refits."""
+    out = pd.DataFrame(np.vstack(rows), columns=t0s.index)
+    counts = {k: len(reps) for k, (reps, _) in warned.items()}
+    out.attrs.update(t0=t0s, nfail=len(failures), failures=failures[:10], warnings=counts)
+    if failures:
+        warnings.warn(f"{len(failures)} of {n} bootstrap refits failed (their rows are NaN); first: "
+                      f"{failures[0]}", BootstrapWarning, stacklevel=stacklevel)
+    for k, (reps, msg) in warned.items():
+        warnings.warn(f"{len(reps)} of {n} bootstrap refits raised a {k} (kept in the sample, as "
+                      f"lme4's bootMer keeps them); e.g. {msg}", BootstrapWarning, stacklevel=stacklevel)
+    return out
