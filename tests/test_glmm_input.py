@@ -238,3 +238,15 @@ def test_gaussian_identity_through_the_engine_equals_the_dense_likelihood():
     dense = d.n * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + r @ np.linalg.solve(V, r)
     assert mode.laplace == pytest.approx(dense, rel=1e-10)
     assert mode.iterations <= 2          # one Newton step is exact for the identity link
+
+
+def test_builder_messages_speak_of_the_users_columns():
+    """Errors and warnings from the linear-model builder name the user's response and
+    columns, not the columns glmer adds to its copy of the data."""
+    df = _frame()
+    with pytest.raises(DataError) as info:
+        sm.glmer("y ~ xx + (1|g)", df, family="binomial")
+    assert "glmer_" not in str(info.value) and "'xx'" in str(info.value) and "y ~" in str(info.value)
+    with pytest.warns(sm.MissingDataWarning, match="in 'y'") as rec:
+        sm.glmer("y ~ x + (1|g)", df.assign(y=df["y"].where(df.index % 9 != 0)), family="binomial")
+    assert not any("glmer_" in str(w.message) for w in rec)

@@ -20,7 +20,7 @@ from ..errors import ArgumentError, DataError
 from ..io.sources import is_dask
 from ..model import LinearMixedModel
 from .pirls import Mode, pirls
-from .response import OFFSET, WEIGHTS, GLMResponse, prepare
+from .response import OFFSET, WEIGHTS, GLMResponse, in_user_terms, prepare
 from .rows import MemoryRows
 from .weighted import WeightedProducts, structural_gram
 
@@ -52,7 +52,8 @@ class GeneralizedLinearMixedModel:
 
             on_dask.check_nagq(self.nAGQ)
             self.response = self.weighted = self.kept = None
-            on_dask.build(self, formula, data, fam, weights, offset, na_action, ordering, memory_limit)
+            with in_user_terms(formula.split("~", 1)[0].strip()):
+                on_dask.build(self, formula, data, fam, weights, offset, na_action, ordering, memory_limit)
         else:
             self._build_in_memory(formula, data, weights, offset, na_action, ordering, memory_limit)
         if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
@@ -64,8 +65,9 @@ class GeneralizedLinearMixedModel:
     def _build_in_memory(self, formula, data, weights, offset, na_action, ordering, memory_limit) -> None:
         prep = prepare(formula, data, self.family, weights, offset)
         self.response_label = prep.response_label
-        parts = assemble.from_frame(prep.formula, prep.data, offset=OFFSET, na_action=na_action, sparse_X=False,
-                                    residual_variance=False)
+        with in_user_terms(prep.response_label):
+            parts = assemble.from_frame(prep.formula, prep.data, offset=OFFSET, na_action=na_action,
+                                        sparse_X=False, residual_variance=False)
         d = build_design(parts.source, parts.terms, parts.fixed.cols)
         # the analysis on Z'Z's structural pattern: an entry that cancels to 0 in Z'Z need not in Z'WZ
         parts.crossprod.ZtZ = structural_gram(d.Z)

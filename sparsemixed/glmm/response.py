@@ -14,6 +14,7 @@ residuals, the deviance residuals and the conditional -2 log-likelihood at any e
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import ArgumentError, DataError, FormulaError, SparseMixedWarning
+from ..errors import ArgumentError, DataError, FormulaError, SparseMixedError, SparseMixedWarning
 from . import kernels
 
 RESPONSE = "glmer_response__"
@@ -75,6 +76,27 @@ def _numeric(values, what: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise DataError(f"{what} must be numeric") from None
     return out
+
+
+def user_words(text: str, label: str) -> str:
+    """A builder's message in the user's terms: the response column named as the user wrote
+    it, the added weights/offset columns left out of column lists or named as arguments."""
+    text = re.sub(rf",\s*(?:{RESPONSE}|{WEIGHTS}|{OFFSET})\b", "", text)
+    return text.replace(RESPONSE, label).replace(WEIGHTS, "weights").replace(OFFSET, "offset")
+
+
+@contextlib.contextmanager
+def in_user_terms(label: str):
+    """Errors and warnings of the linear-model builder re-worded by :func:`user_words`."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except SparseMixedError as exc:
+        raise type(exc)(user_words(str(exc), label)) from None
+    finally:
+        for w in caught:          # re-issued outside the recording block
+            warnings.warn(user_words(str(w.message), label), w.category, stacklevel=4)
 
 
 @dataclass
