@@ -218,6 +218,17 @@ def _snap_to_boundary(fun, x, fx, lower, snap=BOUNDARY.snap):
     return x, fx
 
 
+def _steep(best, lower, gtol) -> bool:
+    """The projected gradient at the best point is above gtol relative to the criterion
+    (max(1, |f|)): not a stop L-BFGS-B should have made."""
+    g = best.get("g")
+    if g is None:
+        return False
+    x = best["x"]
+    pg = np.where((x <= lower) & (g > 0), 0.0, g)
+    return bool(np.max(np.abs(pg), initial=0.0) > gtol * max(1.0, abs(best["f"])))
+
+
 def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
              rules: BoundaryRules = BOUNDARY) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
@@ -256,7 +267,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         if not np.isfinite(f):
             return 1e300, np.zeros_like(x)
         if f < best["f"]:
-            best["f"], best["x"] = f, np.array(x, dtype=float)
+            best["f"], best["x"], best["g"] = f, np.array(x, dtype=float), np.array(g, dtype=float)
         if progress is not None:
             progress(summary.feval, best["f"])
         return f, g
@@ -276,11 +287,18 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
                 res = sp_min(counted, start, method="L-BFGS-B", bounds=bounds, options=opts)
             if summary.feval >= summary.maxeval:
                 break
-            if best["f"] < float(res.fun):
+            if best["f"] < float(res.fun) - summary.ftol_rel * abs(float(res.fun)):
                 # L-BFGS-B stopped at an iterate worse than a point it had seen, typically a
                 # projection onto theta_k = 0 where the gradient vanishes by symmetry.  (By
                 # value, not by x: a stop at another point of the same value would restart
-                # from the best point again and again, never reaching the boundary check.)
+                # from the best point again and again, never reaching the boundary check;
+                # and by more than ftol_rel: not for a difference at the criterion's last digits.)
+                start = best["x"].copy()
+                continue
+            if _steep(best, lower, summary.gtol):
+                # stopped by ftol where the gradient is far from 0: a line search that
+                # ended on a step of 0 after a projection (curvature pairs across a bound);
+                # a fresh start from the best point, with an empty memory
                 start = best["x"].copy()
                 continue
             start = leave_boundary(counted, best["x"], best["f"], lower, rules)

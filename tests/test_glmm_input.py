@@ -130,30 +130,46 @@ def test_quadrature_against_numerical_integration():
     assert abs(mode.laplace - total) > abs(agq - total)
 
 
-@pytest.mark.parametrize("family, response", [("binomial", "y"), ("poisson", "k")])
-def test_beta_gradient_against_finite_differences(family, response):
-    """glmm/gradient.py's dD/dbeta (envelope part, leverages, d u-hat / d beta) equals a
-    central difference of the Laplace deviance, on crossed unbalanced terms."""
-    from sparsemixed.glmm.gradient import beta_gradient
+@pytest.mark.parametrize("formula, family, theta", [
+    ("y ~ x + (1|g) + (1|h)", "binomial", [0.8, 0.4]),
+    ("k ~ x + (1|g) + (1|h)", "poisson", [0.8, 0.4]),
+    ("y ~ x + (1 + x|g) + (1|h)", "binomial", [0.8, 0.3, 0.5, 0.4]),
+    ("k ~ x + (1 + x|g)", "poisson", [0.6, -0.2, 0.3]),
+    ("y ~ x + (1|g) + (1|h)", "binomial", [0.0, 0.4]),
+    ("k ~ 0 + (1|g)", "poisson", [0.7]),
+])
+def test_laplace_gradient_against_finite_differences(formula, family, theta):
+    """glmm/gradient.py's dD/dbeta and dD/dtheta (envelope parts, the trace, leverages,
+    d u-hat / d beta and d u-hat / d theta) equal central differences of the Laplace
+    deviance at fixed beta, on crossed unbalanced terms, correlated slopes and a bound."""
+    from sparsemixed.glmm.gradient import laplace_gradient
 
     df = _frame(n=300, seed=11)
     df["h"] = [f"h{v}" for v in np.random.default_rng(2).integers(0, 7, len(df))]
-    m = sm.glmer(f"{response} ~ x + (1|g) + (1|h)", df, family=family)
-    theta = np.array([0.8, 0.4])
-    beta = m.mode(theta).beta + np.array([0.1, -0.05])
+    m = sm.glmer(formula, df, family=family)
+    theta = np.array(theta)
+    beta = m.mode(theta).beta + 0.05
     mode = m.mode(theta, beta)
-    g, _ = beta_gradient(m, mode)
-    fd = np.empty_like(beta)
-    for j in range(beta.size):
-        e = np.zeros_like(beta)
-        e[j] = 1e-5
-        fd[j] = (m.mode(theta, beta + e, u0=mode.u).laplace - m.mode(theta, beta - e, u0=mode.u).laplace) / 2e-5
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
+    g = laplace_gradient(m, mode)
+
+    def central(f, x):
+        out = np.empty_like(x)
+        for j in range(x.size):
+            e = np.zeros_like(x)
+            e[j] = 1e-5
+            out[j] = (f(x + e) - f(x - e)) / 2e-5
+        return out
+
+    fd_beta = central(lambda b: m.mode(theta, b, u0=mode.u).laplace, beta)
+    fd_theta = central(lambda t: m.mode(t, beta, u0=mode.u).laplace, theta)
+    np.testing.assert_allclose(g.beta, fd_beta, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g.theta, fd_theta, rtol=1e-6, atol=1e-6)
+    assert np.all(np.abs(g.theta) > 1e-3) or theta.min() == 0.0     # not a vanishing gradient
 
 
 def test_profiled_and_joint_searches_agree():
-    """Stage 2 with beta profiled by Newton (the default for scalar terms and canonical
-    links) reaches glmer's joint derivative-free optimum: same deviance, same estimates."""
+    """The gradient search with beta profiled by Newton (the default for canonical links)
+    reaches glmer's joint derivative-free optimum: same deviance, same estimates."""
     from sparsemixed.glmm import fit as fit_mod
 
     df = _frame(n=400, seed=5)

@@ -81,8 +81,8 @@ def _m2ll(block, beta, b):
     return 0.0 if block is None else block.minus2loglik(block.evaluate(beta, b))
 
 
-def _gradient(block, relcov, theta, beta, b, Minv, MinvB):
-    return 0.0 if block is None else block.beta_gradient(relcov, theta, beta, b, Minv, MinvB)
+def _gradient(block, relcov, theta, beta, b, Minv):
+    return 0.0 if block is None else block.gradient_sums(relcov, theta, beta, b, Minv)
 
 
 def _counts(block):
@@ -150,8 +150,8 @@ class DaskRows:
     def minus2loglik(self, s: RowState) -> float:
         return float(sum(self._map(_m2ll, s.beta, s.b)))
 
-    def beta_gradient(self, relcov, theta, beta, b, Minv, MinvB) -> np.ndarray:
-        return sum(self._map(_gradient, relcov, theta, beta, b, Minv, MinvB))
+    def gradient_sums(self, relcov, theta, beta, b, Minv) -> np.ndarray:
+        return sum(self._map(_gradient, relcov, theta, beta, b, Minv))
 
     def counts(self) -> np.ndarray:
         return sum(self._map(_counts))

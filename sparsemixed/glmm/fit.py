@@ -1,14 +1,17 @@
-"""Fitting a GLMM in glmer's two stages.
+"""Fitting a GLMM: the Laplace deviance (nAGQ = 1), its quadrature form (nAGQ > 1) or
+glmer's nAGQ = 0 criterion, minimised over theta within its bounds.
 
-    stage 1:  theta-hat0 = argmin_theta Laplace(theta, beta-hat(theta))       (beta inside PIRLS)
-    stage 2:  (theta-hat, beta-hat) = argmin Laplace(theta, beta)            (from stage 1; nAGQ >= 1)
-              canonical links:  min over theta of  min_beta Laplace  (Newton on beta, glmm/gradient.py)
-              otherwise:        jointly over (theta, beta), as glmer
+    canonical links, nAGQ = 1:  theta-hat = argmin_theta min_beta Laplace(theta, beta)
+        by L-BFGS-B with the analytic gradient (glmm/gradient.py: beta by Newton steps at
+        each theta, dLaplace/dtheta there), from lme4's theta and the nAGQ = 0 beta there
+        (MixedModels.jl's start: no separate nAGQ = 0 search first);
+    otherwise, glmer's two stages by BOBYQA:
+        stage 1:  theta-hat0 = argmin_theta Laplace(theta, beta-hat(theta))      (beta inside PIRLS)
+        stage 2:  (theta-hat, beta-hat) = argmin Laplace(theta, beta)           (from stage 1; nAGQ >= 1)
 
-By BOBYQA (optimize.py) within theta's bounds, with restarts and the boundary probes.  The
-conditional modes are warm-started from the previous evaluation's (the optimizer's state: a
-local :class:`_WarmStart`, nothing stored on the model), so an evaluation usually needs two
-or three PIRLS iterations.
+with optimize.py's restarts and boundary probes.  The conditional modes are warm-started
+from the previous evaluation's (the optimizer's state: a local :class:`_WarmStart`, nothing
+stored on the model), so an evaluation usually needs two or three PIRLS iterations.
 """
 from __future__ import annotations
 
@@ -17,12 +20,15 @@ import warnings
 import numpy as np
 
 from ..errors import NumericalError
+from ..linalg.threads import one_blas_thread
 from ..optimize import OptSummary, leave_boundary, merge_restart, minimize
 from . import gradient
 from .response import PerfectFitWarning, perfect_fit_warning
 
 
 MAX_RESTARTS = 5
+LOOSE_TOL = 1e-2         # the loosest Newton decrement of beta's profile during the search
+LOOSE_SHARE = 1e-4       # ... as a share of the last change of the deviance between evaluations
 RESTART_GAIN = 1e-7      # a restart that lowers the deviance less ends the restarts
 
 
@@ -72,39 +78,69 @@ def _beta_scale(mode) -> np.ndarray:
     return np.where(np.isfinite(se) & (se > 0), se, 0.01)
 
 
-def _profiled_stage(model, s1, mode0, control, tick=None):
-    """Stage 2 with beta profiled out (glmm/gradient.py: Newton on beta at each theta):
-    BOBYQA over theta alone, from stage 1's theta, each evaluation warm-started from the
-    previous beta and u."""
-    state = {"beta": mode0.beta, "u": mode0.u}
+class _ProfiledState:
+    """The search's warm start between evaluations: the last mode's beta and u, and c, the
+    log|L|^2 part of dLaplace/dbeta (glmm/gradient.py: profile_beta), predicted at a new
+    theta as c + J (theta - theta_last) with J (p x ntheta) from Broyden updates along the
+    search's path: a predicted c leaves PIRLS's beta nearer the profile's."""
 
-    def f(theta):
-        m = gradient.profile_beta(model, theta, state["beta"], state["u"])
-        state["beta"], state["u"] = m.beta, m.u
-        return m.laplace
+    def __init__(self, mode, p, nt):
+        self.beta, self.u, self.c, self.theta = mode.beta, mode.u, None, None
+        self.J = np.zeros((p, nt))
+        self.at = None
+        self.f = []
 
-    s2 = OptSummary(initial=np.array(s1.final, float), lower=model.lower, method="bobyqa",
-                    ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs,
-                    maxeval=max(1, int(control.maxeval) - s1.feval))
-    fun = _safe(f)
-    minimize(fun, s2, rules=control.boundary, progress=tick)
-    for _ in range(MAX_RESTARTS):       # from the stop, or off a near-boundary stop (as the joint search)
-        x1 = _off_boundary(fun, s2, model.lower, control)
-        sub = OptSummary(initial=s2.final if x1 is None else x1, lower=model.lower, method="bobyqa",
-                         ftol_abs=control.ftol_abs,
-                         xtol_abs=control.xtol_abs, maxeval=max(1, s2.maxeval - s2.feval))
-        minimize(fun, sub, rules=control.boundary, progress=tick)
-        gain = s2.fmin - sub.fmin
-        merge_restart(s2, sub)
-        if gain <= RESTART_GAIN:
-            break
-    final = gradient.profile_beta(model, s2.final, state["beta"], state["u"])
-    s2.initial = np.concatenate([s1.final, mode0.beta])
-    s2.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
-    s2.final = np.concatenate([final.theta, final.beta])
-    s2.fmin = final.laplace
-    s2.diagnostics["beta"] = "profiled by Newton steps (glmm/gradient.py)"
-    return _after_stage1(s2, s1), final
+    def tolerance(self) -> float:
+        """The Newton decrement beta is profiled to: gradient.SEARCH_TOL, or up to
+        LOOSE_TOL while the deviance still moves by much more between evaluations (its
+        error, at most half the decrement, is then far below those moves)."""
+        if len(self.f) < 2:
+            return gradient.SEARCH_TOL
+        moved = abs(self.f[-1] - self.f[-2])
+        return float(min(LOOSE_TOL, max(gradient.SEARCH_TOL, LOOSE_SHARE * moved)))
+
+    def predict(self, theta):
+        if self.c is None:
+            return None
+        return self.c + self.J @ (theta - self.theta)
+
+    def update(self, theta, mode, c):
+        if self.c is not None:
+            s = theta - self.theta
+            ss = float(s @ s)
+            if ss > 0:
+                self.J += np.outer(c - self.c - self.J @ s, s) / ss
+        self.beta, self.u, self.c, self.theta = mode.beta, mode.u, c, np.array(theta, dtype=float)
+        self.at = (self.theta, mode)
+        self.f.append(mode.laplace)
+
+
+def _profiled_search(model, control, tick=None):
+    """Laplace with beta profiled out (glmm/gradient.py: beta by PIRLS and Newton-type
+    rounds at each theta, and the gradient in theta there): L-BFGS-B over theta from
+    lme4's start, beta from the nAGQ = 0 mode there; each evaluation warm-started."""
+    start = model.mode(model.theta0)
+    state = _ProfiledState(start, model.p, model.theta0.size)
+
+    def fg(theta):
+        m, g, c = gradient.profile_beta(model, theta, state.beta, state.u, state.predict(theta), state.tolerance())
+        state.update(theta, m, c)
+        return m.laplace, g.theta
+
+    summary = OptSummary(initial=np.array(model.theta0, float), lower=model.lower, method="lbfgsb",
+                         ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=int(control.maxeval))
+    minimize(_safe(lambda th: fg(th)[0]), summary, fun_grad=_safe_grad(fg, model.theta0.size),
+             rules=control.boundary, progress=tick)
+    x = np.asarray(summary.final, dtype=float)
+    warm = state.at[1] if state.at is not None and np.array_equal(state.at[0], x) else None
+    final, _, _ = gradient.profile_beta(model, x, state.beta if warm is None else warm.beta,
+                                        state.u if warm is None else warm.u, state.predict(x))
+    summary.initial = np.concatenate([model.theta0, start.beta])
+    summary.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
+    summary.final = np.concatenate([final.theta, final.beta])
+    summary.fmin = final.laplace
+    summary.diagnostics["beta"] = "profiled (glmm/gradient.py)"
+    return summary, final
 
 
 def _after_stage1(s2, s1):
@@ -124,6 +160,15 @@ def _safe(f):
     return g
 
 
+def _safe_grad(fg, n):
+    def g(x):
+        try:
+            return fg(np.asarray(x, dtype=float))
+        except NumericalError:
+            return np.inf, np.zeros(n)
+    return g
+
+
 def fit(model, nAGQ: int, verbose: bool = False, control=None):
     from ..fitting import FitControl
     from ..progress import progress
@@ -133,13 +178,17 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
     bar = progress(desc=f"glmer fit (nAGQ={nAGQ})", unit=" evals", enabled=verbose)
     tick = None if bar is None else (lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
     try:
-        return _fit(model, nAGQ, control, tick, GlmerResult)
+        with one_blas_thread():         # BLAS threads left spinning slow the parallel row passes
+            return _fit(model, nAGQ, control, tick, GlmerResult)
     finally:
         if bar is not None:
             bar.close()
 
 
 def _fit(model, nAGQ, control, tick, GlmerResult):
+    if nAGQ == 1 and gradient.supported(model):
+        summary, final = _profiled_search(model, control, tick)
+        return _result(model, final, summary, nAGQ, GlmerResult)
     warm = _WarmStart(model)
     nt = model.theta0.size
     s1 = OptSummary(initial=np.array(model.theta0, float), lower=model.lower, method="bobyqa",
@@ -150,8 +199,6 @@ def _fit(model, nAGQ, control, tick, GlmerResult):
     mode0 = model.mode(s1.final)                 # from glm's start: independent of the path
     if nAGQ == 0:
         summary, final = s1, mode0
-    elif nAGQ == 1 and gradient.supported(model):
-        summary, final = _profiled_stage(model, s1, mode0, control, tick)
     else:
         x0 = np.concatenate([s1.final, mode0.beta])
         lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
@@ -180,11 +227,15 @@ def _fit(model, nAGQ, control, tick, GlmerResult):
                 break
         summary = _after_stage1(s2, s1)
         final = model.mode(s2.final[:nt], s2.final[nt:], u0=mode0.u)
+    return _result(model, final, summary, nAGQ, GlmerResult)
+
+
+def _result(model, final, summary, nAGQ, GlmerResult):
     msg = perfect_fit_warning(model.response, final.mu) if final.mu is not None else None
     if msg:
-        warnings.warn(msg, PerfectFitWarning, stacklevel=4)
+        warnings.warn(msg, PerfectFitWarning, stacklevel=5)
     from ..diagnostics import check_singular
 
-    check_singular(model.lmm, final.theta, stacklevel=4)
+    check_singular(model.lmm, final.theta, stacklevel=5)
     return GlmerResult(model, final, summary, nAGQ)
 

@@ -1,37 +1,47 @@
-"""The gradient of the Laplace deviance in beta at fixed theta, and beta profiled out by Newton.
+"""The gradient of the Laplace deviance in beta and theta, and beta profiled out by Newton.
 
-    D(beta) = -2 log p(y | u-hat) + ||u-hat||^2 + log|M|,   M = Lambda'Z'W Z Lambda + I,
-    eta = offset + X beta + Z Lambda u-hat(beta),  W = diag(w(eta)) (Fisher weights)
+    D(theta, beta) = -2 log p(y | u-hat) + ||u-hat||^2 + log|M|,   M = Lambda'Z'W Z Lambda + I,
+    eta = offset + X beta + Z Lambda u-hat,  W = diag(w(eta)) (Fisher weights)
 
-    dD/dbeta = X' d  +  sum_i h_i w'_i J_i,     d_i = -2 prior_w_i (y_i - mu_i) mu_eta_i / V(mu_i)
-    h_i = (Z Lambda M^-1 Lambda'Z')_ii,    J = d eta / d beta = X - Z Lambda M^-1 Lambda'Z'W X
+    dD/dbeta    = X'd + J'(h o w'),        J = d eta / d beta = X - Z Lambda M^-1 Lambda'Z'W X
+    dD/dtheta_k = (s + t - Z'WZ Lambda v)' dLambda_k u  -  s' dLambda_k v / 2  +  tr(M^-1 dM_k)
+    d_i = -2 prior_w_i (y_i - mu_i) mu_eta_i / V(mu_i),   h_i = (Z Lambda M^-1 Lambda'Z')_ii,
+    s = Z'd,   t = Z'(h o w'),   v = M^-1 Lambda't,   dM_k = dLambda_k'Z'WZ Lambda + its transpose
 
 (u-hat minimises the first two terms, so they contribute only their partial derivative;
-du/dbeta = -M^-1 Lambda'Z'WX holds exactly when the observed and Fisher weights agree:
-canonical links, binomial-logit and Poisson-log.  h needs M^-1 on the pairs of columns
-that share a row of Z Lambda: the selected inverse on M's pattern.)  For canonical links
-:func:`profile_beta` minimises D over beta by Newton steps
-with the Fisher Hessian 2 R_X'R_X and a line search, so the outer optimizer sees theta
-alone (glmm/fit.py); other models keep glmer's joint derivative-free search.
+log|M| moves with Lambda at fixed W (the linear model's trace, sparsemixed/gradient.py) and
+through W with eta: sum_i h_i w'_i d eta_i, where d eta = J d beta or Z(dLambda_k u +
+Lambda du/dtheta_k) and M du/dtheta_k = -(dLambda_k's/2 + Lambda'Z'WZ dLambda_k u), from
+differentiating Lambda'Z'd/2 + u = 0.  Both hold exactly when the observed and Fisher
+weights agree: canonical links, binomial-logit and Poisson-log.  h needs M^-1 on the pairs
+of columns that share a row of Z Lambda: the selected inverse on M's pattern; every other
+piece is a q-vector, so the rows give four sums, X'd, Z'd, X'(h o w'), Z'(h o w').)
+For canonical links :func:`profile_beta` minimises D over beta by Newton steps with the
+Fisher Hessian 2 R_X'R_X and a line search, and returns dD/dtheta at that beta, the
+gradient of min_beta D (envelope): the outer optimizer sees theta alone with its gradient
+(glmm/fit.py); other models keep glmer's joint derivative-free search.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 
 from ..errors import NumericalError
+from ..gradient import trace_dM
+from ..linalg.threads import kernel_threads, serial_twin
 from .weighted import find_sorted
 
 MAX_NEWTON = 30
-NEWTON_TOL = 1e-10        # Newton decrement g'H^-1 g at which beta counts as optimal
-QUADRATIC = 1e-5          # after a full step from a decrement this small, beta is optimal to ~1e-10
+NEWTON_TOL = 1e-10        # Newton decrement g'H^-1 g/2 at which beta counts as optimal
+SEARCH_TOL = 1e-7         # ... during the search over theta (the deviance is then within ~5e-8 of
+                          # its profile; the final theta is profiled to NEWTON_TOL)
 CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 
 
 def supported(model) -> bool:
-    """A canonical link and fixed effects to profile (nAGQ <= 1 is the caller's check)."""
-    return (model.family.name, model.family.link.name) in CANONICAL and model.p > 0
+    """A canonical link (nAGQ <= 1 is the caller's check)."""
+    return (model.family.name, model.family.link.name) in CANONICAL
 
 
 class Leverages:
@@ -48,6 +58,7 @@ class Leverages:
         S.sort_indices()
         self.pattern = S
         self.Z = Z
+        self.z_pattern = bool(np.array_equal(S.indptr, Z.indptr) and np.array_equal(S.indices, Z.indices))
         counts = np.diff(S.indptr).astype(np.int64)
         self.row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
         self.ia, self.ib, self.mpos, self.coef = _pairs_in_M(
@@ -60,8 +71,16 @@ class Leverages:
     def __call__(self, theta, Minv) -> np.ndarray:
         from ..engine.reweight import values_on_pattern
 
-        ZL = values_on_pattern(self.Z @ self.relcov.Lambda(np.asarray(theta, float)), self.pattern)
-        return _leverage(self.row_ptr, self.ia, self.ib, self.mpos, self.coef, ZL, Minv)
+        theta = np.asarray(theta, float)
+        rc = self.relcov
+        if self.z_pattern and rc.diagonal_Lambda:
+            lam = np.zeros(rc.q)
+            lam[rc.Lrows] = theta[rc.Lind]
+            ZL = self.Z.data * lam[self.Z.indices]        # Z Lambda on Z's own pattern
+        else:
+            ZL = values_on_pattern(self.Z @ rc.Lambda(theta), self.pattern)
+        kernel = _leverage if kernel_threads(self.ia.size) > 1 else _leverage_serial
+        return kernel(self.row_ptr, self.ia, self.ib, self.mpos, self.coef, ZL, Minv)
 
 
 @njit(cache=True)
@@ -88,11 +107,11 @@ def _pairs_in_M(indptr, indices, row_ptr, M_indptr, M_indices):
     return ia, ib, mpos, coef
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _leverage(row_ptr, ia, ib, mpos, coef, ZL, Minv):
     n = row_ptr.size - 1
     h = np.zeros(n)
-    for i in range(n):
+    for i in prange(n):
         s = 0.0
         for k in range(row_ptr[i], row_ptr[i + 1]):
             if mpos[k] >= 0:
@@ -101,54 +120,107 @@ def _leverage(row_ptr, ia, ib, mpos, coef, ZL, Minv):
     return h
 
 
-def _weights(resp, eta):
-    link, fam = resp.family.link, resp.family
-    d = link.mu_eta(eta)
-    return resp.prior_weights * d * d / fam.variance(link.linkinv(eta))
+_leverage_serial = serial_twin(_leverage)
 
 
-def beta_gradient(model, mode) -> tuple[np.ndarray, object]:
-    """(dD/dbeta at the mode, the joint PLS state at the mode's weights).  The q-level
-    pieces (M^-1 on its pattern, M^-1 Lambda'Z'WX) are formed here; the row sums by
-    ``model.rows.beta_gradient`` (:func:`row_part`, wherever the rows are)."""
+class LaplaceGradient:
+    """dD/dbeta and dD/dtheta at a mode (fixed beta); ``beta_logdet``, the log|L|^2 part of
+    dD/dbeta (X'(h o w') - C'Lambda't); the joint PLS state at the mode's weights (R_X)."""
+
+    def __init__(self, beta, theta, beta_logdet, state):
+        self.beta, self.theta, self.beta_logdet, self.state = beta, theta, beta_logdet, state
+
+
+def laplace_gradient(model, mode) -> LaplaceGradient:
+    """The gradient of the Laplace deviance at ``mode`` in beta and theta (the formulas of
+    the module docstring).  The q-level pieces (M^-1 on its pattern, solves with the
+    factor) are formed here; the row sums by ``model.rows.gradient_sums`` (:func:`row_sums`,
+    wherever the rows are)."""
     rows, relcov = model.rows, model.relcov
-    # the joint system at the mode's weights: R_ZX = L^-1 P Lambda'Z'WX (and R_X for the Hessian)
-    cp, _ = rows.products(rows.evaluate(mode.beta, mode.b), joint=True)
-    st = model.engine.reweighted(cp).solve(mode.theta, reml=False)
+    theta = np.asarray(mode.theta, dtype=float)
+    st, eng = mode.state, mode.engine
+    if st is None or eng is None or st.RX.shape[0] != model.p:
+        # a mode at fixed beta: its state has no X; the joint one at the mode's weights
+        cp, _ = rows.products(rows.evaluate(mode.beta, mode.b), joint=True)
+        eng = model.engine.reweighted(cp)
+        st = eng.solve(theta, reml=False)
+    cp = eng.crossprod
     f = st.factor
     Minv = f.selected_inverse(relcov.M_indptr, relcov.M_indices)
-    MinvB = np.asarray(f.solve_Lt(st.RZX))              # M^-1 Lambda'Z'WX = P'L^-T R_ZX
-    return rows.beta_gradient(relcov, mode.theta, mode.beta, mode.b, Minv, MinvB), st
+    p, q = model.p, relcov.q
+    sums = np.asarray(rows.gradient_sums(relcov, theta, mode.beta, mode.b, Minv), dtype=float)
+    Xd, s, Xh, t = sums[:p], sums[p:p + q], sums[p + q:2 * p + q], sums[2 * p + q:]
+    Lam = relcov.Lambda(theta)
+    Lt_t = Lam.T @ t
+    logdet = Xh
+    if p:
+        MinvB = np.asarray(f.solve_Lt(st.RZX)).reshape(q, p)      # M^-1 Lambda'Z'WX = P'L^-T R_ZX
+        logdet = logdet - MinvB.T @ Lt_t
+    u = np.asarray(mode.u, dtype=float)
+    v = np.asarray(f.solve_Lt(f.solve_L(Lt_t))).ravel()           # M^-1 Lambda' t
+    Gv = np.asarray(cp.ZtZ @ (Lam @ v)).ravel()                     # Z'WZ Lambda v
+    nt, Lr, Lc, Lind = theta.size, relcov.Lrows, relcov.Lcols, relcov.Lind
+    along = lambda a, x: np.bincount(Lind, weights=a[Lr] * x[Lc], minlength=nt)     # a' dLambda_k x
+    g_theta = (along(s + t - Gv, u) - 0.5 * along(s, v)
+               + trace_dM(Minv, eng.relcov, theta))
+    return LaplaceGradient(Xd + logdet, g_theta, logdet, st)
 
 
-def row_part(rows, relcov, theta, beta, b, Minv, MinvB) -> np.ndarray:
-    """X'd + J'(h w') over the rows of a MemoryRows (leverages cached on it)."""
+def row_sums(rows, relcov, theta, beta, b, Minv) -> np.ndarray:
+    """[X'd, Z'd, X'(h o w'), Z'(h o w')] over the rows of a MemoryRows (leverages cached on it)."""
     resp, wp = rows.response, rows.weighted
-    s = rows.evaluate(beta, b)
-    eta, mu = s.eta, s.mu
-    link, fam = resp.family.link, resp.family
-    d = -2.0 * resp.prior_weights * (resp.y - mu) * link.mu_eta(eta) / fam.variance(mu)
+    eta = np.asarray(wp.Z @ b).ravel() + resp.offset
+    if beta.size:
+        eta = eta + wp.X @ beta
+    d, dw = resp.gradient_terms(eta)
     if getattr(rows, "_leverages", None) is None:
         rows._leverages = Leverages(wp, relcov)
-    h = rows._leverages(theta, Minv)
-    # w'(eta) by a central difference (w is smooth; relative error ~1e-10)
-    step = 1e-5 * (1.0 + np.abs(eta))
-    dw = (_weights(resp, eta + step) - _weights(resp, eta - step)) / (2 * step)
-    J = wp.X - np.asarray(wp.Z @ (relcov.Lambda(theta) @ MinvB))
-    return wp.X.T @ d + J.T @ (h * dw)
+    hdw = rows._leverages(theta, Minv) * dw
+    Zt = wp.Z.T
+    return np.concatenate([wp.X.T @ d, Zt @ d, wp.X.T @ hdw, Zt @ hdw])
 
 
-def profile_beta(model, theta, beta0, u0):
-    """The mode at theta with beta minimising the Laplace deviance (Newton with the Fisher
-    Hessian 2 R_X'R_X and step halving), from beta0."""
-    beta = np.asarray(beta0, dtype=float)
-    mode = model.mode(theta, beta, u0=u0)
+def profile_beta(model, theta, beta0, u0, linear=None, tol=NEWTON_TOL):
+    """(the mode at theta with beta minimising the Laplace deviance, the gradient there,
+    the last log|L|^2 part of dD/dbeta).
+
+    Joint PIRLS on pdev + c'beta (glmm/pirls.py), c the log|L|^2 part of dD/dbeta at the
+    last mode (``linear``: from a neighbouring theta), until the Newton decrement
+    g'(2 R_X'R_X)^-1 g of the full gradient is below NEWTON_TOL: PIRLS solves the deviance
+    part of beta's equation exactly, and c moves little with beta (the decrement falls by
+    about 1e-4 a round).  A round that does not halve the decrement hands over to Newton
+    steps with a line search (:func:`_newton_beta`)."""
+    from .pirls import pirls
+
+    p = model.p
+    c = np.zeros(p) if linear is None else np.asarray(linear, dtype=float)
+    beta, u, last = np.asarray(beta0, dtype=float), u0, np.inf
     for _ in range(MAX_NEWTON):
-        g, st = beta_gradient(model, mode)
-        RX = st.RX
-        step = np.linalg.solve(RX, np.linalg.solve(RX.T, g)) / 2.0
-        decrement = float(g @ step)
-        if decrement < NEWTON_TOL:
+        mode = pirls(model.engine, model.rows, theta, beta, u0=u, joint=True, linear=c)
+        g = laplace_gradient(model, mode)
+        dec = _decrement(g)
+        if dec < tol:
+            return mode, g, g.beta_logdet
+        if dec > last / 2:
+            return _newton_beta(model, theta, mode, g, tol)
+        beta, u, c, last = mode.beta, mode.u, g.beta_logdet, dec
+    return mode, g, g.beta_logdet
+
+
+def _decrement(g) -> float:
+    if not g.beta.size:
+        return 0.0
+    RX = g.state.RX
+    return float(g.beta @ np.linalg.solve(RX, np.linalg.solve(RX.T, g.beta))) / 2.0
+
+
+def _newton_beta(model, theta, mode, g, tol):
+    """Newton steps on beta with the Fisher Hessian 2 R_X'R_X and step halving, from mode."""
+    beta = mode.beta
+    for _ in range(MAX_NEWTON):
+        RX = g.state.RX
+        step = np.linalg.solve(RX, np.linalg.solve(RX.T, g.beta)) / 2.0
+        if float(g.beta @ step) < tol:
             break
         t = 1.0
         for _ in range(30):
@@ -159,6 +231,5 @@ def profile_beta(model, theta, beta0, u0):
         else:
             break
         beta, mode = beta - t * step, cand
-        if t == 1.0 and decrement < QUADRATIC:
-            break          # a full Newton step from this close leaves ~decrement^2: no gradient to check
-    return mode
+        g = laplace_gradient(model, mode)
+    return mode, g, g.beta_logdet

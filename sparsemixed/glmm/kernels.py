@@ -64,21 +64,58 @@ def _mu_of(k, eta, mu):
         mu[i] = _mu_d(k, eta[i])[0]
 
 
+CHUNKS = 64       # the deviance's fixed blocks: the same sum for any number of threads
+
+
+@njit(inline="always")
+def _dev_term(k, yi, m, wi):
+    if k == LOGIT:
+        a = yi * math.log(yi / m) if yi != 0.0 else 0.0
+        b = (1.0 - yi) * math.log((1.0 - yi) / (1.0 - m)) if yi != 1.0 else 0.0
+        return 2.0 * wi * (a + b)
+    return 2.0 * wi * (yi * math.log(yi / m) - (yi - m)) if yi > 0.0 else 2.0 * wi * m
+
+
 @njit(parallel=True, cache=True)
 def _deviance(k, y, mu, pw):
-    s = 0.0
-    for i in prange(y.size):
-        yi, m = y[i], mu[i]
-        if k == LOGIT:
-            a = yi * math.log(yi / m) if yi != 0.0 else 0.0
-            b = (1.0 - yi) * math.log((1.0 - yi) / (1.0 - m)) if yi != 1.0 else 0.0
-            s += 2.0 * pw[i] * (a + b)
-        else:
-            s += 2.0 * pw[i] * (yi * math.log(yi / m) - (yi - m)) if yi > 0.0 else 2.0 * pw[i] * m
+    """Compensated (Kahan) sums over CHUNKS fixed blocks: a naive sum of a million terms
+    moves by ~5e-14 relative when eta moves by 1e-8, more than a converged PIRLS step
+    gains, and PIRLS and the outer optimizer would see that noise."""
+    n = y.size
+    sums = np.zeros(CHUNKS)
+    for t in prange(CHUNKS):
+        s, c = 0.0, 0.0
+        for i in range(n * t // CHUNKS, n * (t + 1) // CHUNKS):
+            x = _dev_term(k, y[i], mu[i], pw[i]) - c
+            tt = s + x
+            c = (tt - s) - x
+            s = tt
+        sums[t] = s
+    s, c = 0.0, 0.0
+    for t in range(CHUNKS):
+        x = sums[t] - c
+        tt = s + x
+        c = (tt - s) - x
+        s = tt
     return s
 
 
-_SERIAL = {f: serial_twin(f) for f in (_working, _mu_of, _deviance)}
+@njit(parallel=True, cache=True)
+def _gradient_terms(k, eta, y, pw, d, dw):
+    """d_i = -2 prior_w (y - mu) (dmu/deta) / V and w'(eta_i), by a central difference of
+    w = prior_w (dmu/deta)^2 / V with step 1e-5 (1 + |eta|) (w is smooth: relative error
+    ~1e-10; the clamps at |eta| > 30 are those of w itself)."""
+    for i in prange(eta.size):
+        e = eta[i]
+        m, dd, v = _mu_d(k, e)
+        d[i] = -2.0 * pw[i] * (y[i] - m) * dd / v
+        h = 1e-5 * (1.0 + abs(e))
+        _, a, va = _mu_d(k, e + h)
+        _, b, vb = _mu_d(k, e - h)
+        dw[i] = pw[i] * (a * a / va - b * b / vb) / (2.0 * h)
+
+
+_SERIAL = {f: serial_twin(f) for f in (_working, _mu_of, _deviance, _gradient_terms)}
 
 
 def _pick(f, n):
@@ -93,6 +130,10 @@ def working(k, eta, y, pw, off, mu, w, z):
 
 def mu_of(k, eta, mu):
     _pick(_mu_of, eta.size)(k, eta, mu)
+
+
+def gradient_terms(k, eta, y, pw, d, dw):
+    _pick(_gradient_terms, eta.size)(k, eta, y, pw, d, dw)
 
 
 def deviance(k, y, mu, pw) -> float:

@@ -12,10 +12,14 @@ At the mode, with L the factor of Lambda'Z'WZ Lambda + I at the mode's weights,
     Laplace deviance  = -2 log p(y | u) + ||u||^2 + log|L|^2          (lme4's glmer, nAGQ = 1)
 
 ``joint=True`` updates beta with u (lme4's nAGQ = 0, MixedModels.jl's fast=true):
-beta is then the PIRLS solution at theta, not a parameter.
+beta is then the PIRLS solution at theta, not a parameter.  With ``linear`` = c as well,
+PIRLS minimises pdev(u, beta) + c'beta (the normal equations' X'Wz less c/2): with c the
+log|L|^2 part of the Laplace deviance's beta-gradient, its beta is the Laplace optimum to
+the extent c stays put (glmm/gradient.py profiles beta this way).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +30,8 @@ MAX_ITER = 100
 MAX_HALVINGS = 20
 STILL = 1e-13        # a last step that moves eta less leaves the factor as it is
 TOL = 1e-13           # relative change of pdev at which PIRLS stops (lme4's tolPwrss is 1e-7)
+NOISE = 1e-13         # a full step that raises pdev by less (relative) is taken: at the mode its gain is
+                      # below the last digits of pdev (a few ulp: kernels._deviance sums compensated)
 
 
 @dataclass(eq=False)
@@ -54,30 +60,33 @@ class Mode:
 
 
 def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = TOL,
-          max_iter: int = MAX_ITER) -> Mode:
+          max_iter: int = MAX_ITER, linear=None) -> Mode:
     """The conditional mode (and, ``joint``, beta) at theta by PIRLS from ``u0`` (zeros);
-    ``rows`` does the passes over the rows (glmm/rows.py: in memory or on Dask)."""
+    ``rows`` does the passes over the rows (glmm/rows.py: in memory or on Dask);
+    ``linear``: c of pdev + c'beta (joint only)."""
     theta = np.asarray(theta, dtype=float)
     beta = np.asarray(beta, dtype=float)
+    c = None if linear is None or not joint else np.asarray(linear, dtype=float)
+    extra = (lambda b: 0.0) if c is None else (lambda b: float(c @ b))
     q = engine.relcov.q
     Lam = engine.relcov.Lambda(theta)
     u = np.zeros(q) if u0 is None else np.asarray(u0, dtype=float).copy()
     cur = rows.evaluate(beta, Lam @ u, joint)
-    pdev = cur.deviance + u @ u
+    pdev = cur.deviance + u @ u + extra(beta)
     if not np.isfinite(pdev):
         raise NumericalError("the penalized deviance is not finite at the start of PIRLS")
     halvings = 0
     for it in range(1, max_iter + 1):
         cp, w = rows.products(cur, joint)
-        eng = engine.reweighted(cp)
+        eng = engine.reweighted(cp if c is None else dataclasses.replace(cp, Xty=cp.Xty - c / 2))
         st = eng.solve(theta, reml=False)
         u_new, _ = eng.random_effects(st)
         beta_new = st.beta if joint else beta
         # step halving on the penalized deviance
         for h in range(MAX_HALVINGS + 1):
             new = rows.evaluate(beta_new, Lam @ u_new, joint)
-            pdev_new = new.deviance + u_new @ u_new
-            if np.isfinite(pdev_new) and pdev_new <= pdev * (1 + 1e-14) + 1e-300:
+            pdev_new = new.deviance + u_new @ u_new + extra(beta_new)
+            if np.isfinite(pdev_new) and pdev_new <= pdev + NOISE * abs(pdev) + 1e-300:
                 break
             halvings += 1
             u_new = 0.5 * (u + u_new)
@@ -90,8 +99,8 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
         change = pdev - pdev_new
         moved = rows.moved(cur, new)
         u, beta, cur, pdev = u_new, beta_new, new, pdev_new
-        if change <= tol * (abs(pdev) + tol):
-            break
+        if change <= tol * (abs(pdev) + tol) and h == 0:
+            break           # (a halved step is not a converged one: its u is off by the rest)
     else:
         raise NumericalError(f"PIRLS did not converge in {max_iter} iterations at theta = "
                              f"{np.round(theta, 6).tolist()} (last change of the penalized deviance "

@@ -250,6 +250,7 @@ class GLMResponse:
     def __post_init__(self):
         for name in ("y", "prior_weights", "offset"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        self._saturated = None
 
     @property
     def n(self) -> int:
@@ -316,6 +317,24 @@ class GLMResponse:
         z = eta - self.offset + (self.y - mu) / d
         return mu, w, z
 
+    def gradient_terms(self, eta: np.ndarray):
+        """(d, w'): d_i = -2 prior_w (y - mu) (dmu/deta) / V(mu), the derivative of the
+        deviance residual in eta, and w'(eta) of the working weights (glmm/gradient.py)."""
+        eta = np.ascontiguousarray(eta, dtype=float)
+        if self._kernel:
+            d, dw = np.empty_like(eta), np.empty_like(eta)
+            kernels.gradient_terms(self._kernel, eta, self.y, self.prior_weights, d, dw)
+            return d, dw
+        link, fam = self.family.link, self.family
+        mu = link.linkinv(eta)
+        d = -2.0 * self.prior_weights * (self.y - mu) * link.mu_eta(eta) / fam.variance(mu)
+
+        def w(e):
+            me = link.mu_eta(e)
+            return self.prior_weights * me * me / fam.variance(link.linkinv(e))
+        step = 1e-5 * (1.0 + np.abs(eta))
+        return d, (w(eta + step) - w(eta - step)) / (2 * step)
+
     def deviance(self, mu: np.ndarray) -> float:
         """sum of deviance residuals squared: sum dev_resids(y, mu, prior_w)."""
         if self._kernel:
@@ -323,9 +342,32 @@ class GLMResponse:
                                           self.prior_weights))
         return float(np.sum(self.family.dev_resids(self.y, mu, self.prior_weights)))
 
-    def minus2loglik(self, mu: np.ndarray) -> float:
-        """-2 log p(y | u) (R's family$aic: the conditional -2 log-likelihood)."""
+    def minus2loglik(self, mu: np.ndarray, deviance: float | None = None) -> float:
+        """-2 log p(y | u) (R's family$aic: the conditional -2 log-likelihood); with the sum
+        of deviance residuals at mu given, as that sum plus the saturated model's value
+        where the two differ by it exactly (:meth:`saturated_offset`)."""
+        sat = self.saturated_offset()
+        if deviance is not None and sat is not None:
+            return float(deviance) + sat
         return float(self.family.aic(self.y, self.trials, mu, self.prior_weights))
+
+    def saturated_offset(self) -> float | None:
+        """-2 log p(y | mu = y) when family$aic(mu) = deviance(mu) + that constant for every
+        mu: Poisson, and binomial with whole numbers of successes (R's aic rounds m y, the
+        deviance does not); else None.  Computed once per response."""
+        if self._saturated is None:
+            fam = self.family
+            if fam.name == "poisson":
+                ok = True
+            elif fam.name == "binomial":
+                t = self.trials
+                m = t if np.any(t > 1) else self.prior_weights
+                my = m * self.y
+                ok = bool(np.all(np.abs(my - np.round(my)) <= 1e-9 * np.maximum(1.0, np.abs(my))))
+            else:
+                ok = False
+            self._saturated = (self.saturated_minus2loglik(),) if ok else (None,)
+        return self._saturated[0]
 
     def saturated_minus2loglik(self) -> float:
         """-2 log p(y | mu = y): the constant glmer's AGQ values leave out."""

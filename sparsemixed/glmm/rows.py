@@ -4,6 +4,7 @@
     products(state):    w = prior_w (dmu/deta)^2 / V(mu),  z = eta - offset + (y - mu) / (dmu/deta);
                         the cross-products of [Z X z] (joint) or [Z (z - X beta)] weighted by w
     finish(state):      -2 log p(y | u) = sum of the family's aic terms
+    gradient_sums:      X'd, Z'd, X'(h o w'), Z'(h o w'): the row sums of the Laplace gradient (glmm/gradient.py)
 
 :class:`MemoryRows` holds the rows in memory (glmm/weighted.py, glmm/response.py) and keeps
 eta and mu of the last point; :class:`~sparsemixed.glmm.dask.DaskRows` keeps them on a Dask
@@ -62,9 +63,10 @@ class MemoryRows:
         return float(np.max(np.abs(b.eta - a.eta))) if a.eta.size else 0.0
 
     def minus2loglik(self, s: RowState) -> float:
-        return self.response.minus2loglik(s.mu)
+        return self.response.minus2loglik(s.mu, s.deviance)
 
-    def beta_gradient(self, relcov, theta, beta, b, Minv, MinvB) -> np.ndarray:
-        from .gradient import row_part
+    def gradient_sums(self, relcov, theta, beta, b, Minv) -> np.ndarray:
+        """[X'd, Z'd, X'(h o w'), Z'(h o w')] at (beta, b) (glmm/gradient.py)."""
+        from .gradient import row_sums
 
-        return row_part(self, relcov, theta, beta, b, Minv, MinvB)
+        return row_sums(self, relcov, theta, beta, b, Minv)

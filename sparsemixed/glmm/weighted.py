@@ -65,50 +65,79 @@ def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
 
 
 @njit(cache=True)
-def _pass_rows(lo, hi, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, A, Ztr, ZtX):
-    """Rows lo..hi-1 added into A (Z'WZ's values on the pattern), Ztr and ZtX (p columns)."""
-    for i in range(lo, hi):
+def _pass_rows(lo, hi, order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px, A, Ztr, ZtX, XtX, Xtr, rtr):
+    """Rows order[lo..hi-1] added into A (Z'WZ's values on the pattern), Ztr, ZtX (p
+    columns) and, for px = p columns, XtX (lower triangle), Xtr and rtr[0] (summed locally
+    first: the threads' small outputs share cache lines)."""
+    xx = np.zeros((px, px))
+    xr = np.zeros(px)
+    rr = 0.0
+    for k_ in range(lo, hi):
+        i = order[k_]
         wi = w[i]
-        for k in range(row_ptr[i], row_ptr[i + 1]):
+        for k in range(row_ptr[k_], row_ptr[k_ + 1]):
             A[pos[k]] += wi * prod[k]
         wr = wi * r[i]
-        for j in range(z_ptr[i], z_ptr[i + 1]):
+        for j in range(z_ptr[k_], z_ptr[k_ + 1]):
             c = z_ind[j]
             v = z_val[j]
             Ztr[c] += v * wr
             f = wi * v
             for col in range(p):
                 ZtX[c, col] += f * X[i, col]
+        if px:
+            rr += wr * r[i]
+            for a in range(px):
+                xa = wi * X[i, a]
+                xr[a] += xa * r[i]
+                for b in range(a + 1):
+                    xx[a, b] += xa * X[i, b]
+    XtX[:, :] = xx
+    Xtr[:] = xr
+    rtr[0] = rr
 
 
 @njit(cache=True, parallel=True)
-def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, nnz, q, nthreads):
-    """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX; with
-    ``nthreads`` > 1 each thread sums a block of rows into its own arrays, added at the end
-    (the same sums in another order: last-bit differences only)."""
+def _pass(order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, small_p, nnz, q, nthreads):
+    """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX, and
+    (small_p) X'WX's lower triangle, X'Wr and r'Wr; with ``nthreads`` > 1 each thread sums
+    a block of rows into its own arrays, added at the end (the same sums in another
+    order: last-bit differences only)."""
     p = X.shape[1] if with_X else 0
-    n = row_ptr.size - 1
+    px = p if small_p else 0
+    n = order.size
     T = max(1, nthreads)
     As = np.zeros((T, nnz))
     Ztrs = np.zeros((T, q))
     ZtXs = np.zeros((T, q, p))
+    XtXs = np.zeros((T, px, px))
+    Xtrs = np.zeros((T, px))
+    rtrs = np.zeros((T, 1))
     for t in prange(T):
-        _pass_rows(n * t // T, n * (t + 1) // T, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p,
-                   As[t], Ztrs[t], ZtXs[t])
-    A, Ztr, ZtX = As[0], Ztrs[0], ZtXs[0]
+        _pass_rows(n * t // T, n * (t + 1) // T, order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px,
+                   As[t], Ztrs[t], ZtXs[t], XtXs[t], Xtrs[t], rtrs[t])
     for t in range(1, T):
-        A += As[t]
-        Ztr += Ztrs[t]
-        ZtX += ZtXs[t]
-    return A, Ztr, ZtX
+        As[0] += As[t]
+        Ztrs[0] += Ztrs[t]
+        ZtXs[0] += ZtXs[t]
+        XtXs[0] += XtXs[t]
+        Xtrs[0] += Xtrs[t]
+        rtrs[0] += rtrs[t]
+    return As[0], Ztrs[0], ZtXs[0], XtXs[0], Xtrs[0], rtrs[0, 0]
 
 
 _pass_serial = serial_twin(_pass)
+SMALL_P = 8          # X'WX in the pass up to this many columns (beyond, BLAS on X * w)
 
 
 class WeightedProducts:
     """The map from row weights to Z'WZ's values on ``A``'s pattern (A = Z'Z, CSR,
-    sorted), and the dense products with X."""
+    sorted), and the products with X.
+
+    The pass visits the rows in ``order``: by the position of their first off-diagonal
+    pair in A (crossed factors: by the first factor's level, then the second's), so that
+    its writes into A move forward through memory instead of jumping; w, r and X are read
+    through the order (measured: benchmarks/results/thresholds.md)."""
 
     def __init__(self, Z: sp.csr_matrix, X: np.ndarray, A: sp.csr_matrix):
         Z = sp.csr_matrix(Z)
@@ -116,19 +145,28 @@ class WeightedProducts:
         if not A.has_sorted_indices:
             raise ValueError("A must have sorted indices")
         counts = np.diff(Z.indptr).astype(np.int64)
-        self.row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
-        total = int(self.row_ptr[-1])
-        self.pos = np.empty(total, dtype=np.int64)
-        self.prod = np.empty(total, dtype=np.float64)
+        row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
+        total = int(row_ptr[-1])
+        pos = np.empty(total, dtype=np.int64)
+        prod = np.empty(total, dtype=np.float64)
         ok = _pairs(Z.indptr.astype(np.int64), Z.indices.astype(np.int64), Z.data.astype(np.float64),
-                    A.indptr.astype(np.int64), A.indices.astype(np.int64), self.pos, self.prod)
+                    A.indptr.astype(np.int64), A.indices.astype(np.int64), pos, prod)
         if not ok:
             raise NumericalError("a row's random-effects columns fall outside the analysed pattern of Z'Z")
         self.A = A
         self.Z = Z
-        self.z_ptr, self.z_ind = Z.indptr.astype(np.int64), Z.indices.astype(np.int64)
-        self.z_val = Z.data.astype(np.float64)
         self.X = np.ascontiguousarray(X, dtype=float)
+        # the rows in locality order, and the pair and entry arrays in that order
+        first = np.minimum(row_ptr[:-1] + 1, np.maximum(row_ptr[1:] - 1, row_ptr[:-1]))
+        key = np.where(counts > 0, pos[np.minimum(first, max(total - 1, 0))] if total else 0, -1)
+        self.order = np.argsort(key, kind="stable").astype(np.int64)
+        sel = _ranges(row_ptr, self.order)
+        self.row_ptr = np.concatenate([[0], np.cumsum((counts * counts)[self.order])]).astype(np.int64)
+        self.pos, self.prod = pos[sel], prod[sel]
+        zsel = _ranges(Z.indptr.astype(np.int64), self.order)
+        self.z_ptr = np.concatenate([[0], np.cumsum(counts[self.order])]).astype(np.int64)
+        self.z_ind = Z.indices.astype(np.int64)[zsel]
+        self.z_val = Z.data.astype(np.float64)[zsel]
 
     @property
     def n(self) -> int:
@@ -139,14 +177,29 @@ class WeightedProducts:
         solve for u at fixed beta); Z'WZ on A's pattern, sharing A's index arrays."""
         w = np.ascontiguousarray(w, dtype=float)
         r = np.ascontiguousarray(r, dtype=float)
-        with_X = bool(with_X and self.X.shape[1])
+        p = self.X.shape[1]
+        with_X = bool(with_X and p)
+        small = with_X and p <= SMALL_P
         threads = kernel_threads(self.row_ptr[-1] + self.n)
-        A, Ztr, ZtX = (_pass if threads > 1 else _pass_serial)(self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
-                            self.X, with_X, self.A.nnz, self.A.shape[0], threads)
-        wr = w * r
-        if with_X:
-            XtX, Xtr = self.X.T @ (self.X * w[:, None]), self.X.T @ wr
+        A, Ztr, ZtX, XtX, Xtr, rtr = (_pass if threads > 1 else _pass_serial)(
+            self.order, self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
+            self.X, with_X, small, self.A.nnz, self.A.shape[0], threads)
+        if small:
+            XtX = XtX + np.tril(XtX, -1).T
+        elif with_X:
+            wr = w * r
+            XtX, Xtr, rtr = self.X.T @ (self.X * w[:, None]), self.X.T @ wr, float(wr @ r)
         else:
-            XtX, Xtr = np.zeros((0, 0)), np.zeros(0)
+            XtX, Xtr, rtr = np.zeros((0, 0)), np.zeros(0), float((w * r) @ r)
         ZtWZ = sp.csr_matrix((A, self.A.indices, self.A.indptr), shape=self.A.shape, copy=False)
-        return CrossProducts(ZtWZ, ZtX, Ztr, XtX, Xtr, float(wr @ r), self.n)
+        return CrossProducts(ZtWZ, ZtX, Ztr, XtX, Xtr, float(rtr), self.n)
+
+
+def _ranges(ptr: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The indices ptr[i]..ptr[i+1]-1 for i in ``order``, concatenated."""
+    counts = (ptr[1:] - ptr[:-1])[order]
+    starts = ptr[:-1][order]
+    if not counts.sum():
+        return np.zeros(0, dtype=np.int64)
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return (np.arange(int(counts.sum()), dtype=np.int64) + offs).astype(np.int64)
