@@ -3,7 +3,9 @@
     caterpillar(result)          conditional modes b-hat with b-hat +- z * condsd, sorted
     group_panels(result, x)      data per group with the group-level line (fixef + ranef)
                                  and the population line (fixef), the sleepstudy figure
-    residuals_vs_fitted(result)  Pearson residuals / sigma against fitted values
+    residuals_vs_fitted(result)  Pearson residuals (/ sigma for lmer) against fitted values
+    binned_residuals(result)     glmer: mean response residual per bin of fitted values with
+                                 +-2 standard-error bands (Gelman and Hill's binned plot)
     qq(result, which)            normal QQ plot of the scaled residuals or of the modes
     profile_zeta(profile_frame)  zeta against each parameter (lme4's xyplot(profile))
 
@@ -65,6 +67,7 @@ def caterpillar(result, group: str | None = None, level: float = 0.95, max_level
         ax.axvline(0, color="0.3", lw=0.8, ls="--")
         ax.set_title(term)
         ax.set_yticks(ypos, [str(g) for g in order], fontsize=7)
+        ax.set_xlabel("conditional mode (link scale)" if _is_glmm(result) else "conditional mode")
     axes[0][0].set_ylabel(group)
     fig.suptitle(f"Conditional modes of {group} with {level:.0%} intervals")
     fig.tight_layout()
@@ -111,14 +114,64 @@ def group_panels(result, x: str, group: str | None = None, ncols: int = 6, max_g
     return fig
 
 
+def _is_glmm(result) -> bool:
+    return hasattr(result, "nAGQ")
+
+
+def _pearson(result) -> np.ndarray:
+    """Pearson residuals: scaled by sigma for a linear model, as they are for a GLMM
+    (dispersion 1)."""
+    r = result.residuals("pearson") if _is_glmm(result) else result.residuals("pearson", scaled=True)
+    return np.asarray(r, dtype=float)
+
+
 def residuals_vs_fitted(result, ax=None):
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4))
-    ax.scatter(result.fitted(), result.residuals("pearson", scaled=True), s=6, alpha=0.6)
+    glmm = _is_glmm(result)
+    ax.scatter(result.fitted(), _pearson(result), s=6, alpha=0.6)
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("fitted values")
-    ax.set_ylabel("scaled Pearson residuals")
+    ax.set_xlabel("fitted mean (response scale)" if glmm else "fitted values")
+    ax.set_ylabel("Pearson residuals" if glmm else "scaled Pearson residuals")
     ax.set_title("Residuals vs fitted")
+    fig.tight_layout()
+    return fig
+
+
+def binned_residuals(result, bins: int | None = None, ax=None):
+    """For a glmer fit: the rows grouped into ``bins`` bins of equal size by fitted mean
+    (default about sqrt(n), at most 100); per bin the mean response residual y - mu-hat
+    against the mean fitted value, with +-2 standard errors of that mean under the model,
+    2 sqrt(sum V(mu_i) / w_i) / n_bin (Gelman and Hill, arm::binnedplot). About 95% of the
+    points should fall inside the bands; a pattern in the means is misfit that a scatter
+    of 0/1 residuals hides."""
+    if not _is_glmm(result):
+        raise SparseMixedError("binned_residuals is for glmer fits; for a linear mixed model use "
+                               "residuals_vs_fitted")
+    plt = _plt()
+    mu = np.asarray(result.fitted(), dtype=float)
+    r = np.asarray(result.residuals("response"), dtype=float)
+    resp = result.model.response
+    var = np.asarray(resp.family.variance(mu), dtype=float) / np.where(resp.prior_weights > 0, resp.prior_weights, np.inf)
+    n = mu.size
+    k = int(min(100, max(1, round(math.sqrt(n))))) if bins is None else int(bins)
+    if k < 1:
+        raise SparseMixedError(f"bins must be a positive whole number, got {bins!r}")
+    order = np.argsort(mu, kind="stable")
+    groups = np.array_split(order, min(k, n))
+    mx = np.array([mu[g].mean() for g in groups])
+    my = np.array([r[g].mean() for g in groups])
+    se = np.array([2 * math.sqrt(var[g].sum()) / g.size for g in groups])
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4))
+    ax.fill_between(mx, -se, se, color="0.85", label="+-2 SE under the model")
+    ax.plot(mx, my, "o", ms=3.5, color="tab:blue", label="mean residual per bin")
+    ax.axhline(0, color="0.3", lw=0.8)
+    outside = float(np.mean(np.abs(my) > se))
+    ax.set_xlabel("mean fitted value in the bin (response scale)")
+    ax.set_ylabel("mean residual, y - fitted")
+    ax.set_title(f"Binned residuals ({len(groups)} bins of ~{n // len(groups)} rows; {outside:.0%} outside)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
     return fig
 
 
@@ -127,8 +180,8 @@ def qq(result, which: str = "residuals", group: str | None = None, ax=None):
     conditional modes of one grouping factor's first term (``which="ranef"``)."""
     plt = _plt()
     if which == "residuals":
-        v = np.asarray(result.residuals("pearson", scaled=True))
-        title = "Normal QQ: scaled residuals"
+        v = _pearson(result)
+        title = "Normal QQ: Pearson residuals" if _is_glmm(result) else "Normal QQ: scaled residuals"
     elif which == "ranef":
         rf = result.ranef_frame()
         group = group or rf["grpvar"].iloc[0]

@@ -266,3 +266,125 @@ def test_builder_messages_speak_of_the_users_columns():
     with pytest.warns(sm.MissingDataWarning, match="in 'y'") as rec:
         sm.glmer("y ~ x + (1|g)", df.assign(y=df["y"].where(df.index % 9 != 0)), family="binomial")
     assert not any("glmer_" in str(w.message) for w in rec)
+
+
+@pytest.mark.parametrize("p", [3, 12])
+def test_weighted_cross_products_against_dense_products(p):
+    """glmm/weighted.py's pass (X'WX in the pass for small p, by BLAS for large) equals the dense weighted products, on crossed unbalanced factors
+    with a random slope; with_X False gives Z'Wr alone."""
+    import scipy.sparse as sp
+
+    from sparsemixed.glmm.weighted import WeightedProducts, structural_gram
+
+    rng = np.random.default_rng(p)
+    n = 3000
+    a = rng.integers(0, 200, n)
+    b = rng.choice(40, n, p=np.arange(1, 41) / np.arange(1, 41).sum()) + 200
+    x = rng.normal(size=n)
+    rows = np.repeat(np.arange(n), 3)
+    cols = np.stack([a, b, b + 40], 1).ravel()
+    vals = np.stack([np.ones(n), np.ones(n), x], 1).ravel()
+    Z = sp.csr_matrix((vals, (rows, cols)), shape=(n, 280))
+    X = rng.normal(size=(n, p))
+    w, r = rng.uniform(0.05, 3, n), rng.normal(size=n)
+    wp = WeightedProducts(Z, X, structural_gram(Z))
+    cp = wp.cross_products(w, r, True)
+    Zd, W = Z.toarray(), np.diag(w)
+    np.testing.assert_allclose(cp.ZtZ.toarray(), Zd.T @ W @ Zd, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.ZtX, Zd.T @ W @ X, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.XtX, X.T @ W @ X, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.Xty, X.T @ (w * r), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.Zty, Zd.T @ (w * r), rtol=1e-12, atol=1e-10)
+    assert cp.yty == pytest.approx(float((w * r) @ r), rel=1e-12)
+    cz = wp.cross_products(w, r, False)
+    np.testing.assert_allclose(cz.Zty, Zd.T @ (w * r), rtol=1e-12, atol=1e-10)
+    assert cz.ZtX.shape == (280, 0) and cz.XtX.shape == (0, 0)
+
+
+@pytest.mark.parametrize("form", ["bernoulli", "cbind", "proportion", "poisson"])
+def test_conditional_loglik_from_the_deviance_equals_family_aic(form):
+    """-2 log p(y | u) as the deviance plus the saturated model's value (the shortcut of
+    GLMResponse.minus2loglik) equals R's family$aic at any mu; not taken where R's aic
+    rounds non-integer successes."""
+    from sparsemixed.families import family_from
+    from sparsemixed.glmm.response import GLMResponse
+
+    rng = np.random.default_rng(9)
+    n = 500
+    if form == "poisson":
+        fam, y, w, trials = family_from("poisson"), rng.poisson(2.5, n).astype(float), rng.uniform(0.5, 2, n), False
+    else:
+        fam = family_from("binomial")
+        m = rng.integers(1, 9, n).astype(float) if form != "bernoulli" else np.ones(n)
+        y, w, trials = rng.binomial(m.astype(int), 0.4) / m, m, form != "bernoulli"
+    resp = GLMResponse(y, w, np.zeros(n), fam, trials)
+    assert resp.saturated_offset() is not None
+    for _ in range(3):
+        mu = rng.uniform(0.05, 0.95, n) * (5 if form == "poisson" else 1)
+        full = float(fam.aic(y, resp.trials, mu, w))
+        assert resp.minus2loglik(mu, resp.deviance(mu)) == pytest.approx(full, rel=1e-12)
+    odd = GLMResponse(np.full(n, 0.25), np.full(n, 3.0), np.zeros(n), family_from("binomial"), True)
+    assert odd.saturated_offset() is None               # 0.75 successes: R rounds, the identity fails
+    mu = np.full(n, 0.3)
+    assert odd.minus2loglik(mu, odd.deviance(mu)) == pytest.approx(float(odd.family.aic(odd.y, odd.trials, mu,
+                                                                                          odd.prior_weights)))
+
+
+def test_deviance_sum_is_compensated_and_independent_of_threads():
+    """kernels._deviance sums in fixed blocks with compensation: its value is that of
+    math.fsum over the terms to a few ulp, the same serial and threaded."""
+    import math
+
+    from sparsemixed.families import family_from
+    from sparsemixed.glmm import kernels
+
+    rng = np.random.default_rng(3)
+    n = 400_000
+    mu = 1 / (1 + np.exp(-rng.normal(0, 3, n)))
+    y = (rng.random(n) < mu).astype(float)
+    pw = np.ones(n)
+    exact = math.fsum(family_from("binomial").dev_resids(y, mu, pw))
+    threaded = kernels._deviance(kernels.LOGIT, y, mu, pw)
+    serial = kernels._SERIAL[kernels._deviance](kernels.LOGIT, y, mu, pw)
+    assert threaded == serial
+    assert abs(threaded - exact) <= 8 * np.spacing(exact)
+
+
+def test_convergence_check_scales_the_profiled_gradient():
+    """After a default fit the check has run (small model: within its budget) and the
+    scaled gradient is far below lme4's 2e-3; a fit stopped after a few evaluations fails
+    it with a ConvergenceWarning."""
+    from sparsemixed.errors import ConvergenceWarning
+
+    df = _frame(n=400, seed=5)
+    df["h"] = [f"h{v}" for v in np.random.default_rng(7).integers(0, 9, len(df))]
+    m = sm.glmer("y ~ x + (1|g) + (1|h)", df, family="binomial")
+    d = m.fit().optsummary.diagnostics
+    assert d["checked"] and d["hessian_positive_definite"]
+    assert np.max(np.abs(d["scaled_gradient"])) < 1e-5
+    with pytest.warns(ConvergenceWarning):
+        early = m.fit(control=sm.FitControl(maxeval=3, check_convergence=True))
+    e = early.optsummary.diagnostics
+    assert e["checked"] and (not e["hessian_positive_definite"] or np.max(np.abs(e["scaled_gradient"])) > 2e-3)
+
+
+def test_file_sources_are_read_into_memory(tmp_path):
+    """glmer on a CSV file, a Parquet file and a Parquet directory gives the fit of the same
+    rows in memory (only the columns the formula names are read); a missing file is a
+    DataError naming it."""
+    df = _frame(n=300, seed=21)
+    df["unused"] = "zz"
+    ref = sm.glmer("k ~ x + offset(log(t)) + (1|g)", df, family="poisson").fit()
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet")
+    (tmp_path / "parts").mkdir()
+    df.iloc[:120].to_parquet(tmp_path / "parts" / "a.parquet")
+    df.iloc[120:].to_parquet(tmp_path / "parts" / "b.parquet")
+    for src in (tmp_path / "d.csv", str(tmp_path / "d.parquet"), tmp_path / "parts"):
+        m = sm.glmer("k ~ x + offset(log(t)) + (1|g)", src, family="poisson")
+        assert "unused" not in m.data.columns
+        r = m.fit()
+        assert r.minus2loglik == pytest.approx(ref.minus2loglik, rel=1e-12)
+        np.testing.assert_allclose(r.fixef, ref.fixef, rtol=1e-8)
+    with pytest.raises(DataError, match="no such file"):
+        sm.glmer("k ~ x + (1|g)", tmp_path / "missing.csv", family="poisson")

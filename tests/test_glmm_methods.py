@@ -125,9 +125,14 @@ def test_predict_errors_and_missing_values():
         res.predict(nd.drop(columns="t"))
     with pytest.raises(DataError, match="'x'"):
         res.predict(nd.drop(columns="x"))
+    # a missing covariate: NaN (na.pass); a missing grouping value: a new level (lme4's rule:
+    # an error unless allow_new_levels, then the population-level prediction)
     na = pd.DataFrame({"g": ["g2", "g2", None], "x": [0.1, np.nan, 0.3], "t": [1.0, 1.0, 1.0]})
     out = res.predict(na, allow_new_levels=True)
-    assert np.isfinite(out.iloc[0]) and np.isnan(out.iloc[1]) and np.isnan(out.iloc[2])
+    assert np.isfinite(out.iloc[0]) and np.isnan(out.iloc[1])
+    assert out.iloc[2] == pytest.approx(res.beta @ [1, 0.3])
+    with pytest.raises(DataError, match="missing values"):
+        res.predict(na)
     # glmer's offset= argument is left out of predict(newdata), as lme4 does: a warning says so
     d = _data("poisson_slope_offset")
     m = sm.glmer("y ~ x + (1 + x | g)", d, family="poisson", offset=np.log(d["t"].to_numpy()))
@@ -205,8 +210,6 @@ def test_confint():
         cb = res.confint(method="boot", nsim=4, seed=2)
     assert np.isfinite(cb.to_numpy()).all() and (cb.iloc[:, 0] <= cb.iloc[:, 1]).all()
     assert cb.loc[".sig01"].min() >= 0
-    with pytest.raises(SparseMixedError, match="not available for generalized"):
-        res.confint(method="profile")
     with pytest.raises(ArgumentError):
         res.confint(method="bayes")
 
@@ -313,3 +316,50 @@ def test_cli_glmer(tmp_path, capsys):
         assert main(["fit", str(csv), f, *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("sparsemixed: error:") and msg in err, err
+
+
+# -- profile intervals ------------------------------------------------------------------
+PROFILE = REF / "profile_reference.json"
+
+
+@pytest.mark.parametrize("name", ["cbpp_laplace", "bernoulli_crossed_intercepts", "grouseticks_poisson"])
+def test_profile_intervals_against_lme4_and_a_direct_minimisation(name):
+    """confint(method="profile") of a glmer fit (scalar terms) against lme4's
+    (make_profile_reference.R: its spline of the grid around its own fit): each endpoint
+    within 1% of the interval's width; and, independently of the profiler, at the endpoints
+    of the first SD the deviance minimised over every other parameter by Nelder-Mead on
+    model.objective([theta, beta]) is the fit's + 1.96^2."""
+    from scipy.optimize import minimize as sp_minimize
+    from scipy.stats import norm
+
+    ref = json.loads(PROFILE.read_text())[name]
+    res = _fit(name)
+    ci = res.confint(method="profile")
+    assert list(ci.index) == ref["rows"]
+    width = np.array(ref["upper"]) - np.array(ref["lower"])
+    np.testing.assert_array_less(np.abs(ci.iloc[:, 0].to_numpy() - ref["lower"]), 0.01 * width)
+    np.testing.assert_array_less(np.abs(ci.iloc[:, 1].to_numpy() - ref["upper"]), 0.01 * width)
+    if name != "cbpp_laplace":
+        return
+    m = res.model
+    z2 = norm.ppf(0.975) ** 2
+    for end in ci.iloc[0]:
+        f = lambda b: m.objective(np.concatenate([[end], b]))
+        best = sp_minimize(f, res.beta, method="Nelder-Mead",
+                           options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000, "maxfev": 20000})
+        assert best.fun - res.minus2loglik == pytest.approx(z2, abs=2e-4)
+
+
+def test_profile_refuses_what_it_cannot_profile():
+    res = _fit("poisson_slope_offset")                 # (1 + x | g): a vector-valued term
+    with pytest.raises(ArgumentError, match="vector-valued"):
+        res.confint(method="profile", parm=".sig02")
+    from sparsemixed.inference.profile import ProfileWarning
+
+    with pytest.warns(ProfileWarning, match="not profiled"):
+        ci = res.confint(method="profile")
+    assert ci.loc[[".sig01", ".sig02", ".sig03"]].isna().all().all()
+    assert np.isfinite(ci.loc["x"]).all()
+    probit = _fit("cbpp_probit")
+    with pytest.raises(SparseMixedError, match="canonical link"):
+        probit.confint(method="profile")

@@ -72,3 +72,33 @@ def test_profile_zeta_plot_of_a_real_profile(tmp_path):
     fig = plots.profile_zeta(profile(r))
     assert [a.get_title() for a in fig.axes if a.get_visible()] == [".sig01", ".sigma", "(Intercept)"]
     _png(fig, tmp_path / "zeta_real.png")
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / "reference" / "glmm" / "data" / "cbpp.csv")
+    d["herd"], d["period"] = d["herd"].astype(str), d["period"].astype(str)
+    return sm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", d, family="binomial").fit()
+
+
+def test_glmm_plots(cbpp, tmp_path):
+    """The plots take a glmer fit: caterpillar (link scale), Pearson residuals (dispersion
+    1), QQ, and the binned residuals whose points are each bin's mean of y - mu-hat."""
+    fig = plots.caterpillar(cbpp)
+    assert fig.axes[0].get_xlabel() == "conditional mode (link scale)"
+    _png(fig, tmp_path / "cat.png")
+    fig = plots.residuals_vs_fitted(cbpp)
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets()[:, 1], cbpp.residuals("pearson"))
+    _png(fig, tmp_path / "rvf.png")
+    _png(plots.qq(cbpp), tmp_path / "qq.png")
+    fig = plots.binned_residuals(cbpp, bins=7)
+    pts = fig.axes[0].get_lines()[0]
+    mu, r = cbpp.fitted(), cbpp.residuals("response")
+    first = np.argsort(mu, kind="stable")[: len(mu) // 7 + (len(mu) % 7 > 0)]
+    assert len(pts.get_xdata()) == 7
+    assert pts.get_ydata()[0] == pytest.approx(r[first].mean()) and pts.get_xdata()[0] == pytest.approx(mu[first].mean())
+    _png(fig, tmp_path / "binned.png")
+    with pytest.raises(ValueError, match="glmer fits"):
+        plots.binned_residuals(sm.lmer("Reaction ~ Days + (1 | Subject)", sm.datasets.load("sleepstudy")).fit())

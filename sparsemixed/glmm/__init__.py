@@ -29,15 +29,18 @@ def glmer(formula: str, data, family="binomial", nAGQ: int = 1, weights=None, of
         may be 0/1, logical, a two-level factor (the first level a failure),
         ``cbind(successes, failures)``, or a proportion with ``weights=`` the trials;
         ``offset(log(t))`` terms are allowed.
-    data : a pandas DataFrame (never modified).
+    data : a pandas DataFrame (never modified); a Dask DataFrame (the rows stay on the
+        workers: glmm/dask.py); or a CSV or Parquet file or directory (``sparsemixed.io``
+        sources too), whose columns the formula names are read into memory once
+        (:func:`~sparsemixed.glmm.model.read_source`).
     family : ``"binomial"`` (logit link), ``"poisson"`` (log link), an R-style string such as
         ``"binomial(link = 'probit')"``, or a family object
         (``sparsemixed.families.Binomial(link="cloglog")``).  Families with a dispersion
         parameter (Gamma, inverse Gaussian, negative binomial) are refused; Gaussian: use
         :func:`sparsemixed.lmer`.
-    nAGQ : 1 (default) Laplace, theta and beta optimised jointly after a first stage with
-        beta inside PIRLS; 0 that first stage only (faster, beta slightly different); > 1
-        adaptive Gauss-Hermite quadrature with that many nodes, for a single scalar term.
+    nAGQ : 1 (default) Laplace over theta and beta (glmm/fit.py); 0 glmer's first stage,
+        beta inside PIRLS (faster, beta slightly different); > 1 adaptive Gauss-Hermite
+        quadrature with that many nodes, for a single scalar term.
     weights : prior weights (binomial: the numbers of trials), a column name or an array.
     offset : an offset on the linear-predictor scale (column name or array), added to any
         ``offset()`` terms of the formula.

@@ -1,4 +1,12 @@
-"""The Hessian of the deviance in (theta, beta), by central differences with one Richardson step.
+"""The Hessian of the deviance in (theta, beta).
+
+Canonical links at nAGQ = 1: central differences of the analytic gradient
+(glmm/gradient.py), symmetrised, 2 d gradients for d = ntheta + p parameters,
+
+    H_.j = (g(x + h_j e_j) - g(x - h_j e_j)) / 2 h_j,   h_j = GRAD_STEP max(1, |x_j|)
+
+(a one-sided second-order difference where theta_j - h_j would cross its bound);
+otherwise central differences of the deviance with one Richardson step:
 
     H_ii = (f(x + h e_i) - 2 f(x) + f(x - h e_i)) / h^2
     H_ij = (f(x + h e_i + h e_j) - f(x + h e_i - h e_j) - f(x - h e_i + h e_j) + f(x - h e_i - h e_j)) / 4h^2
@@ -13,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 STEP = 4e-3
+GRAD_STEP = 1e-4
 
 
 def _central(f, x, h):
@@ -31,7 +40,20 @@ def _central(f, x, h):
 
 
 def deviance_hessian(model, theta, beta, u, nAGQ: int, step: float = STEP) -> np.ndarray:
+    from . import gradient
+
     nt = theta.size
+    if nAGQ == 1 and gradient.supported(model):
+        from ..numdiff import hessian_from_gradient
+
+        def g(x):
+            m = model.mode(x[:nt], x[nt:], u0=u)
+            lg = gradient.laplace_gradient(model, m)
+            return np.concatenate([lg.theta, lg.beta])
+
+        x = np.concatenate([theta, beta]).astype(float)
+        lower = np.concatenate([model.lower, np.full(beta.size, -np.inf)])
+        return hessian_from_gradient(g, x, step=GRAD_STEP, lower=lower)
 
     def f(x):
         m = model.mode(x[:nt], x[nt:], u0=u)

@@ -55,6 +55,8 @@ class GeneralizedLinearMixedModel:
             with in_user_terms(formula.split("~", 1)[0].strip()):
                 on_dask.build(self, formula, data, fam, weights, offset, na_action, ordering, memory_limit)
         else:
+            if _is_file_source(data):
+                data = self.data = read_source(data, formula, weights, offset)
             self._build_in_memory(formula, data, weights, offset, na_action, ordering, memory_limit)
         if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
             raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
@@ -177,6 +179,41 @@ class GeneralizedLinearMixedModel:
         terms = " + ".join(f"({t.expr} | {t.group.name})" for t in self.terms)
         return (f"GeneralizedLinearMixedModel({self.formula!r}, family={self.family!r}, nAGQ={self.nAGQ}, "
                 f"n={self.nobs}, p={self.p}, q={self.q}, terms={terms})")
+
+
+def _is_file_source(data) -> bool:
+    import os
+
+    from ..io.sources import ChunkSource
+
+    return (isinstance(data, (str, os.PathLike, ChunkSource))
+            or type(data).__module__.split(".")[0] == "pyarrow")
+
+
+def read_source(data, formula: str, weights=None, offset=None):
+    """A CSV or Parquet file or directory (or a ``sparsemixed.io`` source) read into memory,
+    the columns the formula names (and ``weights=``/``offset=`` when they are column names)
+    only.  A GLMM visits every row in every PIRLS iteration (tens to hundreds of times in a
+    fit), so a file is read once rather than streamed per iteration; data that do not fit in
+    memory go through Dask (``dask.dataframe.read_parquet``), where the rows stay on the
+    workers."""
+    import re
+
+    import pandas as pd
+
+    from ..io.sources import open_source
+
+    src = open_source(data)
+    try:
+        cols = src.columns() or []
+        named = {v for v in (weights, offset) if isinstance(v, str)}
+        needed = [c for c in cols if c in named or re.search(r"(?<![\w.])" + re.escape(c) + r"(?![\w.])", formula)]
+        parts = list(src.chunks(needed))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"could not read {data!r} for glmer: {exc}") from None
+    if not parts:
+        raise DataError(f"{data!r} has no rows")
+    return pd.concat(parts, ignore_index=True)
 
 
 def _check_nagq(nAGQ) -> int:

@@ -5,12 +5,13 @@
 ``newdata=None`` with ``re_form=None``: the fit's linear predictor (or mu) at the mode.
 Otherwise X_new replays the fit's encoding of the fixed effects, Z_new^(S) holds the
 random-effects columns selected by ``re_form`` (None: all; "~0"/"NA": none; "~(1|g)": those
-named) for the levels seen in the fit, and a new level contributes 0 (with
-``allow_new_levels=True``; else an error) -- the linear model's builders
+named) for the levels seen in the fit, and a new level or a missing grouping value
+contributes 0 (with ``allow_new_levels=True``; else an error, lme4's rule) -- the linear model's builders
 (inference/predict.py) on the GLMM's internal linear model.  offset_new is the sum of the
 formula's ``offset(...)`` terms evaluated on newdata; an ``offset=`` argument of glmer is
 left out, as lme4's predict leaves it out (with a warning here).  Rows with a missing value
-in a column the prediction uses give NaN (lme4's na.pass).
+in another column the prediction uses give NaN (lme4's na.pass); the columns read and that
+rule are the linear model's (inference.predict.newdata_columns).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ArgumentError, DataError, SparseMixedWarning
-from ..inference.predict import _check_columns, _fixed_design, _random_design, _select_terms
+from ..inference.predict import _fixed_design, _random_design, _select_terms, newdata_columns
 from .response import _call_spans, _evaluate, _numeric
 
 TYPES = ("link", "response")
@@ -89,13 +90,7 @@ def predict(res, newdata=None, type: str = "link", re_form=None, allow_new_level
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, got {newdata.__class__.__name__}")
     lmm = model.lmm
-    needed = set(lmm.fixed_spec.required_variables)
-    _check_columns(needed, data, f"the fixed effects of {model.formula!r}")
-    for i in sel:
-        t = model.terms[i]
-        cols = set(t.spec.required_variables) | set(t.group.factors)
-        _check_columns(cols, data, f"the random-effects term ({t.expr} | {t.group.name})")
-        needed |= cols
+    needed = newdata_columns(lmm, data, sel)
     offset, _ = formula_offsets(model.formula, data)
     if _has_offset_argument(model):
         warnings.warn("the model has an offset given by glmer's offset= argument, which predict(newdata) leaves "

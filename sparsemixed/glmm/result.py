@@ -243,11 +243,19 @@ class GlmerResult(RandomEffectsMixin):
     def confint(self, parm=None, level: float = 0.95, method: str = "Wald", nsim: int = 500, seed=None,
                 progress: bool = False) -> pd.DataFrame:
         """lme4's ``confint``: rows ``.sig01 ...`` and the fixed effects; ``method`` "Wald"
-        (z intervals from :meth:`vcov`, NaN for the .sig rows) or "boot" (percentile intervals
-        from ``nsim`` bootstrap refits); "profile" is not available for GLMMs yet."""
+        (z intervals from :meth:`vcov`, NaN for the .sig rows), "profile" (the Laplace
+        deviance's likelihood profile, glmm/profile.py: scalar terms' SDs and the fixed
+        effects) or "boot" (percentile intervals from ``nsim`` bootstrap refits)."""
         from .simulate import confint
 
         return confint(self, parm=parm, level=level, method=method, nsim=nsim, seed=seed, progress=progress)
+
+    def profile(self, which=None, alphamax: float = 0.01, maxpts: int = 100) -> pd.DataFrame:
+        """lme4's ``as.data.frame(profile(fit))``: ``.zeta`` and every parameter along each
+        profiled one (``which``: None, names, "theta_", "beta_"); see glmm/profile.py."""
+        from .profile import profile
+
+        return profile(self, which=which, alphamax=alphamax, maxpts=maxpts)
 
     def anova(self, *others, names=None) -> pd.DataFrame:
         """Likelihood-ratio tests of this fit against other glmer fits (``sparsemixed.anova``)."""

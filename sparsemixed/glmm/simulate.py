@@ -127,13 +127,13 @@ def confint(res, parm=None, level: float = 0.95, method: str = "Wald", nsim: int
             progress: bool = False) -> pd.DataFrame:
     """lme4's ``confint`` for a glmer fit: rows ``.sig01 ...`` then the fixed effects, columns
     such as ``"2.5 %"``, ``"97.5 %"``; ``method`` "Wald" (NaN for the .sig rows) or "boot"
-    (``nsim`` parametric bootstrap refits); "profile" is not available for GLMMs yet."""
+    (``nsim`` parametric bootstrap refits) or "profile" (likelihood profile: glmm/profile.py)."""
     if not 0 < level < 1:
         raise ArgumentError(f"level must be between 0 and 1, got {level!r}")
     if method == "profile":
-        raise SparseMixedError("confint(method='profile') is not available for generalized linear mixed models "
-                               "yet (profiling the Laplace deviance is not written); use method='Wald' for the "
-                               "fixed effects or method='boot' for every parameter")
+        from .profile import profile_confint
+
+        return profile_confint(res, parm=parm, level=level)
     names = profile_names(res)
     nvp = res.theta.size
     which = _select_parm(parm, names, nvp)

@@ -65,20 +65,19 @@ def _pairs(indptr, indices, data, A_indptr, A_indices, pos, prod):
 
 
 @njit(cache=True)
-def _pass_rows(lo, hi, order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px, A, Ztr, ZtX, XtX, Xtr, rtr):
-    """Rows order[lo..hi-1] added into A (Z'WZ's values on the pattern), Ztr, ZtX (p
+def _pass_rows(lo, hi, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px, A, Ztr, ZtX, XtX, Xtr, rtr):
+    """Rows lo..hi-1 added into A (Z'WZ's values on the pattern), Ztr, ZtX (p
     columns) and, for px = p columns, XtX (lower triangle), Xtr and rtr[0] (summed locally
     first: the threads' small outputs share cache lines)."""
     xx = np.zeros((px, px))
     xr = np.zeros(px)
     rr = 0.0
-    for k_ in range(lo, hi):
-        i = order[k_]
+    for i in range(lo, hi):
         wi = w[i]
-        for k in range(row_ptr[k_], row_ptr[k_ + 1]):
+        for k in range(row_ptr[i], row_ptr[i + 1]):
             A[pos[k]] += wi * prod[k]
         wr = wi * r[i]
-        for j in range(z_ptr[k_], z_ptr[k_ + 1]):
+        for j in range(z_ptr[i], z_ptr[i + 1]):
             c = z_ind[j]
             v = z_val[j]
             Ztr[c] += v * wr
@@ -98,14 +97,14 @@ def _pass_rows(lo, hi, order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, 
 
 
 @njit(cache=True, parallel=True)
-def _pass(order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, small_p, nnz, q, nthreads):
+def _pass(row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, small_p, nnz, q, nthreads):
     """One pass over the rows: Z'WZ's values on the pattern, Z'Wr and (with_X) Z'WX, and
     (small_p) X'WX's lower triangle, X'Wr and r'Wr; with ``nthreads`` > 1 each thread sums
     a block of rows into its own arrays, added at the end (the same sums in another
     order: last-bit differences only)."""
     p = X.shape[1] if with_X else 0
     px = p if small_p else 0
-    n = order.size
+    n = row_ptr.size - 1
     T = max(1, nthreads)
     As = np.zeros((T, nnz))
     Ztrs = np.zeros((T, q))
@@ -114,7 +113,7 @@ def _pass(order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, with_X, small
     Xtrs = np.zeros((T, px))
     rtrs = np.zeros((T, 1))
     for t in prange(T):
-        _pass_rows(n * t // T, n * (t + 1) // T, order, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px,
+        _pass_rows(n * t // T, n * (t + 1) // T, row_ptr, pos, prod, z_ptr, z_ind, z_val, w, r, X, p, px,
                    As[t], Ztrs[t], ZtXs[t], XtXs[t], Xtrs[t], rtrs[t])
     for t in range(1, T):
         As[0] += As[t]
@@ -132,12 +131,7 @@ SMALL_P = 8          # X'WX in the pass up to this many columns (beyond, BLAS on
 
 class WeightedProducts:
     """The map from row weights to Z'WZ's values on ``A``'s pattern (A = Z'Z, CSR,
-    sorted), and the products with X.
-
-    The pass visits the rows in ``order``: by the position of their first off-diagonal
-    pair in A (crossed factors: by the first factor's level, then the second's), so that
-    its writes into A move forward through memory instead of jumping; w, r and X are read
-    through the order (measured: benchmarks/results/thresholds.md)."""
+    sorted), and the products with X."""
 
     def __init__(self, Z: sp.csr_matrix, X: np.ndarray, A: sp.csr_matrix):
         Z = sp.csr_matrix(Z)
@@ -145,28 +139,19 @@ class WeightedProducts:
         if not A.has_sorted_indices:
             raise ValueError("A must have sorted indices")
         counts = np.diff(Z.indptr).astype(np.int64)
-        row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
-        total = int(row_ptr[-1])
-        pos = np.empty(total, dtype=np.int64)
-        prod = np.empty(total, dtype=np.float64)
+        self.row_ptr = np.concatenate([[0], np.cumsum(counts * counts)]).astype(np.int64)
+        total = int(self.row_ptr[-1])
+        self.pos = np.empty(total, dtype=np.int64)
+        self.prod = np.empty(total, dtype=np.float64)
         ok = _pairs(Z.indptr.astype(np.int64), Z.indices.astype(np.int64), Z.data.astype(np.float64),
-                    A.indptr.astype(np.int64), A.indices.astype(np.int64), pos, prod)
+                    A.indptr.astype(np.int64), A.indices.astype(np.int64), self.pos, self.prod)
         if not ok:
             raise NumericalError("a row's random-effects columns fall outside the analysed pattern of Z'Z")
         self.A = A
         self.Z = Z
+        self.z_ptr, self.z_ind = Z.indptr.astype(np.int64), Z.indices.astype(np.int64)
+        self.z_val = Z.data.astype(np.float64)
         self.X = np.ascontiguousarray(X, dtype=float)
-        # the rows in locality order, and the pair and entry arrays in that order
-        first = np.minimum(row_ptr[:-1] + 1, np.maximum(row_ptr[1:] - 1, row_ptr[:-1]))
-        key = np.where(counts > 0, pos[np.minimum(first, max(total - 1, 0))] if total else 0, -1)
-        self.order = np.argsort(key, kind="stable").astype(np.int64)
-        sel = _ranges(row_ptr, self.order)
-        self.row_ptr = np.concatenate([[0], np.cumsum((counts * counts)[self.order])]).astype(np.int64)
-        self.pos, self.prod = pos[sel], prod[sel]
-        zsel = _ranges(Z.indptr.astype(np.int64), self.order)
-        self.z_ptr = np.concatenate([[0], np.cumsum(counts[self.order])]).astype(np.int64)
-        self.z_ind = Z.indices.astype(np.int64)[zsel]
-        self.z_val = Z.data.astype(np.float64)[zsel]
 
     @property
     def n(self) -> int:
@@ -182,7 +167,7 @@ class WeightedProducts:
         small = with_X and p <= SMALL_P
         threads = kernel_threads(self.row_ptr[-1] + self.n)
         A, Ztr, ZtX, XtX, Xtr, rtr = (_pass if threads > 1 else _pass_serial)(
-            self.order, self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
+            self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
             self.X, with_X, small, self.A.nnz, self.A.shape[0], threads)
         if small:
             XtX = XtX + np.tril(XtX, -1).T
@@ -193,13 +178,3 @@ class WeightedProducts:
             XtX, Xtr, rtr = np.zeros((0, 0)), np.zeros(0), float((w * r) @ r)
         ZtWZ = sp.csr_matrix((A, self.A.indices, self.A.indptr), shape=self.A.shape, copy=False)
         return CrossProducts(ZtWZ, ZtX, Ztr, XtX, Xtr, float(rtr), self.n)
-
-
-def _ranges(ptr: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The indices ptr[i]..ptr[i+1]-1 for i in ``order``, concatenated."""
-    counts = (ptr[1:] - ptr[:-1])[order]
-    starts = ptr[:-1][order]
-    if not counts.sum():
-        return np.zeros(0, dtype=np.int64)
-    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return (np.arange(int(counts.sum()), dtype=np.int64) + offs).astype(np.int64)

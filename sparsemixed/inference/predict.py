@@ -93,6 +93,21 @@ def _check_columns(needed, data: pd.DataFrame, what: str) -> None:
                         f"add them (available: {', '.join(map(str, list(data.columns)[:20]))})")
 
 
+def newdata_columns(model, data: pd.DataFrame, sel: dict) -> set:
+    """The columns of ``data`` a prediction reads, each checked present: the fixed part's
+    and the selected random terms' variables (a missing value there makes that row's
+    prediction NaN, lme4's na.pass), and their grouping factors (checked only: a missing
+    level is a new level, lme4's allow.new.levels rule, :func:`_random_design`)."""
+    needed = set(model.fixed_spec.required_variables)
+    _check_columns(needed, data, f"the fixed effects of {model.formula!r}")
+    for i in sel:
+        t = model.terms[i]
+        needed |= set(t.spec.required_variables)
+        _check_columns(set(t.spec.required_variables) | set(t.group.factors), data,
+                       f"the random-effects term ({t.expr} | {t.group.name})")
+    return needed
+
+
 def _fixed_design(model, data: pd.DataFrame) -> np.ndarray:
     """X of newdata (complete rows), replaying the fit's encoding; unseen levels are errors."""
     spec = model.fixed_spec
@@ -225,13 +240,7 @@ class PredictMixin(SimulateMixin):
             if not isinstance(data, pd.DataFrame):
                 raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
             index = data.index
-            needed = set(model.fixed_spec.required_variables)
-            _check_columns(needed, data, f"the fixed effects of {model.formula!r}")
-            for i in sel:
-                t = model.terms[i]
-                needed |= set(t.spec.required_variables)
-                _check_columns(set(t.spec.required_variables) | set(t.group.factors), data,
-                               f"the random-effects term ({t.expr} | {t.group.name})")
+            needed = newdata_columns(model, data, sel)
             offcol = model.offset_arg
             if offcol is not None:
                 if not isinstance(offcol, str):

@@ -287,14 +287,25 @@ def profile_confint(result, parm=None, level: float = 0.95) -> pd.DataFrame:
 
     Endpoints solve zeta(c) = -+ qnorm(1 - (1 - level)/2) on the ML profile (also for REML
     fits, as lme4); a bound (sd = 0, cor = +-1) when zeta does not reach that value."""
+    _check_level(level)
+    prof = Profiler(result)
+    return intervals(prof, prof.which(parm), level)
+
+
+def _check_level(level) -> None:
     if not 0 < level < 1:
         raise SparseMixedError(f"level must be in (0, 1), got {level}")
-    prof = Profiler(result)
+
+
+def intervals(prof, ws, level: float, skip=()) -> pd.DataFrame:
+    """The profile intervals of parameters ``ws`` of a profiler (rows of ``skip``: NaN)."""
+    _check_level(level)
     a = (1 - level) / 2
     z = float(norm.ppf(1 - a))
-    ws = prof.which(parm)
     out = np.full((len(ws), 2), np.nan)
     for i, w in enumerate(ws):
+        if w in skip:
+            continue
         first = prof.point(w, prof.first_step(w))
         out[i, 0] = prof.limit(w, -1, z, first)
         out[i, 1] = prof.limit(w, +1, z, first)

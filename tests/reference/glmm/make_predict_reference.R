@@ -27,17 +27,8 @@ script_dir <- local({
   a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
   if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else file.path("tests", "reference", "glmm")
 })
-models <- read.delim(file.path(script_dir, "models.tsv"), stringsAsFactors = FALSE,
-                     comment.char = "#", quote = "")
-rownames(models) <- models$name
+source(file.path(script_dir, "common.R"))     # models, load_data
 ref <- fromJSON(file.path(script_dir, "glmer_results.json"), simplifyVector = FALSE)
-
-load_data <- function(m) {
-  d <- read.csv(file.path(script_dir, "data", paste0(m$data, ".csv")))
-  for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]])
-  for (v in strsplit(m$factors, ",")[[1]]) if (nzchar(v)) d[[v]] <- factor(d[[v]])
-  d
-}
 
 # the fully converged devfun value at p (PIRLS restarted from its mode until it repeats)
 converged_eval <- function(devfun, p) {
