@@ -45,11 +45,14 @@ def check_singular(model, theta, stacklevel: int = 4) -> None:
                       SingularFitWarning, stacklevel=stacklevel)
 
 
-def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: bool = True) -> dict:
+def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: bool = True,
+                      one_sided: bool = False) -> dict:
     """Scaled gradient and Hessian at summary.final; fills and returns a dict stored as
     ``summary.diagnostics`` (with, where the Hessian is not positive definite, the
     direction of most negative curvature: ``descent_direction``, over all of theta);
-    warns (ConvergenceWarning, :func:`warn_convergence`) when the checks fail."""
+    warns (ConvergenceWarning, :func:`warn_convergence`) when the checks fail.
+    ``one_sided``: the Hessian by forward differences from the gradient at the estimate
+    (k + 1 gradients instead of 2k + 1), for criteria whose gradients are dear."""
     from .numdiff import hessian_from_gradient
 
     x = np.asarray(summary.final, dtype=float)
@@ -63,9 +66,10 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
     # costs about one evaluation of a gradient method, ~4 of a derivative-free one
     per_eval = summary.seconds / max(summary.feval, 1)
     per_grad = per_eval if summary.geval else 4.0 * per_eval
-    est = per_grad * (2 * n_free + 1)
+    need = (n_free + 1) if one_sided else (2 * n_free + 1)
+    est = per_grad * need
     if est > budget_seconds:
-        diag.update(reason=f"skipped: the check needs {2 * n_free + 1} gradient evaluations "
+        diag.update(reason=f"skipped: the check needs {need} gradient evaluations "
                            f"(~{est:.1f} s estimated); fit(check_convergence=True) forces it")
         return diag
     f, g = model.objective_and_gradient(x, reml)
@@ -74,7 +78,7 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
         xx = x.copy()
         xx[free] = z
         return model.gradient(xx, reml)[free]
-    H = hessian_from_gradient(grad_free, x[free], step=1e-4)
+    H = hessian_from_gradient(grad_free, x[free], step=1e-4, g0=g[free] if one_sided else None)
     gf = g[free]
     ev, vecs = np.linalg.eigh(H)
     pd = bool(ev.min() > 1e-8 * max(1.0, abs(ev).max()))

@@ -322,9 +322,10 @@ def test_cli_glmer(tmp_path, capsys):
 PROFILE = REF / "profile_reference.json"
 
 
-@pytest.mark.parametrize("name", ["cbpp_laplace", "bernoulli_crossed_intercepts", "grouseticks_poisson"])
+@pytest.mark.parametrize("name", ["cbpp_laplace", "bernoulli_crossed_intercepts", "grouseticks_poisson",
+                                  "poisson_slope_offset"])
 def test_profile_intervals_against_lme4_and_a_direct_minimisation(name):
-    """confint(method="profile") of a glmer fit (scalar terms) against lme4's
+    """confint(method="profile") of a glmer fit (scalar terms; a correlated slope) against lme4's
     (make_profile_reference.R: its spline of the grid around its own fit): each endpoint
     within 1% of the interval's width; and, independently of the profiler, at the endpoints
     of the first SD the deviance minimised over every other parameter by Nelder-Mead on
@@ -351,15 +352,8 @@ def test_profile_intervals_against_lme4_and_a_direct_minimisation(name):
 
 
 def test_profile_refuses_what_it_cannot_profile():
-    res = _fit("poisson_slope_offset")                 # (1 + x | g): a vector-valued term
-    with pytest.raises(ArgumentError, match="vector-valued"):
-        res.confint(method="profile", parm=".sig02")
-    from sparsemixed.inference.profile import ProfileWarning
-
-    with pytest.warns(ProfileWarning, match="not profiled"):
-        ci = res.confint(method="profile")
-    assert ci.loc[[".sig01", ".sig02", ".sig03"]].isna().all().all()
-    assert np.isfinite(ci.loc["x"]).all()
     probit = _fit("cbpp_probit")
     with pytest.raises(SparseMixedError, match="canonical link"):
         probit.confint(method="profile")
+    with pytest.raises(SparseMixedError, match="level"):
+        _fit("cbpp_laplace").confint(method="profile", level=1.5)

@@ -297,15 +297,13 @@ def _check_level(level) -> None:
         raise SparseMixedError(f"level must be in (0, 1), got {level}")
 
 
-def intervals(prof, ws, level: float, skip=()) -> pd.DataFrame:
-    """The profile intervals of parameters ``ws`` of a profiler (rows of ``skip``: NaN)."""
+def intervals(prof, ws, level: float) -> pd.DataFrame:
+    """The profile intervals of parameters ``ws`` of a profiler."""
     _check_level(level)
     a = (1 - level) / 2
     z = float(norm.ppf(1 - a))
     out = np.full((len(ws), 2), np.nan)
     for i, w in enumerate(ws):
-        if w in skip:
-            continue
         first = prof.point(w, prof.first_step(w))
         out[i, 0] = prof.limit(w, -1, z, first)
         out[i, 1] = prof.limit(w, +1, z, first)

@@ -6,8 +6,8 @@
 # writes profile_reference.json there. Needs lme4 (made with 1.1-31, R 4.2.2) and jsonlite.
 # Takes about a minute.
 #
-# For cbpp_laplace, bernoulli_crossed_intercepts and grouseticks_poisson (scalar random-effects
-# terms only): the glmer fit of glmer_reference.R (default control) and lme4's
+# For cbpp_laplace, bernoulli_crossed_intercepts, grouseticks_poisson (scalar random-effects
+# terms) and poisson_slope_offset ((1 + x | g): two SDs and a correlation): the glmer fit of glmer_reference.R (default control) and lme4's
 # confint(fit, method = "profile", level = 0.95): lme4 profiles the Laplace deviance around its
 # own fit and inverts an interpolating spline of the grid; rows .sig01 ... and the fixed effects.
 suppressPackageStartupMessages({
@@ -22,7 +22,7 @@ script_dir <- local({
 source(file.path(script_dir, "common.R"))     # models, load_data
 
 out <- list()
-for (name in c("cbpp_laplace", "bernoulli_crossed_intercepts", "grouseticks_poisson")) {
+for (name in c("cbpp_laplace", "bernoulli_crossed_intercepts", "grouseticks_poisson", "poisson_slope_offset")) {
   m <- models[name, ]
   d <- load_data(m)
   fit <- glmer(as.formula(m$formula), data = d, family = eval(parse(text = m$family)), nAGQ = m$nAGQ)
