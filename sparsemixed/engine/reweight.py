@@ -16,6 +16,9 @@ from ..errors import NumericalError
 def values_on_pattern(new: sp.csr_matrix, old: sp.csr_matrix) -> np.ndarray:
     """The values of ``new`` at the stored entries of ``old`` (CSR order; zeros where
     ``new`` has none); an entry of ``new`` outside ``old``'s pattern is an error."""
+    if (isinstance(new, sp.csr_matrix) and isinstance(old, sp.csr_matrix)
+            and new.indices is old.indices and new.indptr is old.indptr):
+        return np.asarray(new.data, dtype=float).view()          # built on old's own index arrays
     old = old.tocsr()
     new = sp.csr_matrix(new)
     new.sum_duplicates()

@@ -29,6 +29,7 @@ from numba import njit, prange
 
 from ..errors import NumericalError
 from ..gradient import trace_dM
+from ..linalg.pls import lambda_times
 from ..linalg.threads import kernel_threads, serial_twin
 from .weighted import find_sorted
 
@@ -150,15 +151,14 @@ def laplace_gradient(model, mode) -> LaplaceGradient:
     p, q = model.p, relcov.q
     sums = np.asarray(rows.gradient_sums(relcov, theta, mode.beta, mode.b, Minv), dtype=float)
     Xd, s, Xh, t = sums[:p], sums[p:p + q], sums[p + q:2 * p + q], sums[2 * p + q:]
-    Lam = relcov.Lambda(theta)
-    Lt_t = Lam.T @ t
+    Lt_t = lambda_times(relcov, theta, t, transpose=True)
     logdet = Xh
     if p:
         MinvB = np.asarray(f.solve_Lt(st.RZX)).reshape(q, p)      # M^-1 Lambda'Z'WX = P'L^-T R_ZX
         logdet = logdet - MinvB.T @ Lt_t
     u = np.asarray(mode.u, dtype=float)
     v = np.asarray(f.solve_Lt(f.solve_L(Lt_t))).ravel()           # M^-1 Lambda' t
-    Gv = np.asarray(cp.ZtZ @ (Lam @ v)).ravel()                     # Z'WZ Lambda v
+    Gv = np.asarray(cp.ZtZ @ lambda_times(relcov, theta, v)).ravel()   # Z'WZ Lambda v
     nt, Lr, Lc, Lind = theta.size, relcov.Lrows, relcov.Lcols, relcov.Lind
     along = lambda a, x: np.bincount(Lind, weights=a[Lr] * x[Lc], minlength=nt)     # a' dLambda_k x
     g_theta = (along(s + t - Gv, u) - 0.5 * along(s, v)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import NumericalError
+from ..linalg.pls import lambda_times
 
 MAX_ITER = 100
 MAX_HALVINGS = 20
@@ -69,9 +70,9 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
     c = None if linear is None or not joint else np.asarray(linear, dtype=float)
     extra = (lambda b: 0.0) if c is None else (lambda b: float(c @ b))
     q = engine.relcov.q
-    Lam = engine.relcov.Lambda(theta)
+    Lam = lambda x: lambda_times(engine.relcov, theta, x)        # Lambda x
     u = np.zeros(q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    cur = rows.evaluate(beta, Lam @ u, joint)
+    cur = rows.evaluate(beta, Lam(u), joint)
     pdev = cur.deviance + u @ u + extra(beta)
     if not np.isfinite(pdev):
         raise NumericalError("the penalized deviance is not finite at the start of PIRLS")
@@ -84,7 +85,7 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
         beta_new = st.beta if joint else beta
         # step halving on the penalized deviance
         for h in range(MAX_HALVINGS + 1):
-            new = rows.evaluate(beta_new, Lam @ u_new, joint)
+            new = rows.evaluate(beta_new, Lam(u_new), joint)
             pdev_new = new.deviance + u_new @ u_new + extra(beta_new)
             if np.isfinite(pdev_new) and pdev_new <= pdev + NOISE * abs(pdev) + 1e-300:
                 break

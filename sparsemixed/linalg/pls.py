@@ -37,24 +37,25 @@ class PLSState:
 
 
 def pls_solve(theta, crossprod, relcov, chol) -> PLSState:
-    M = relcov.M(theta)
-    chol.factorize(M)
-    Lam = relcov.Lambda(theta)
+    theta = np.asarray(theta, dtype=float)
+    if hasattr(chol, "factorize_values"):            # the blocked factor reads M's values only
+        chol.factorize_values(relcov.M_values(theta))
+    else:
+        chol.factorize(relcov.M(theta))
     rhs = np.column_stack([crossprod.ZtX, crossprod.Zty])
-    sol = chol.solve_L(np.asarray(Lam.T @ rhs))
+    sol = chol.solve_L(lambda_times(relcov, theta, rhs, transpose=True))
     RZX, cu = sol[:, :-1], sol[:, -1]
     p = crossprod.p
     if p:
         XtX = crossprod.XtX - RZX.T @ RZX
-        try:
-            RX = sla.cholesky(XtX, lower=False)
-        except np.linalg.LinAlgError:
+        RX, info = sla.lapack.dpotrf(XtX, lower=0, clean=1)     # LAPACK directly: no wrapper per call
+        if info != 0:
             raise NumericalError(
                 "X'V^-1X is not positive definite at this theta: the fixed-effects columns are "
                 "(numerically) collinear given the random effects; remove redundant columns"
             ) from None
-        cb = sla.solve_triangular(RX, crossprod.Xty - RZX.T @ cu, trans="T", lower=False)
-        beta = sla.solve_triangular(RX, cb, lower=False)
+        cb = trsolve(RX, crossprod.Xty - RZX.T @ cu, trans=1)
+        beta = trsolve(RX, cb, trans=0)
         ldRX2 = 2.0 * float(np.log(np.diag(RX)).sum())
     else:
         RX, cb, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
@@ -62,9 +63,29 @@ def pls_solve(theta, crossprod, relcov, chol) -> PLSState:
     return PLSState(np.array(theta, float), chol.logdet(), ldRX2, max(r2, 0.0), beta, cu, RZX, RX, chol)
 
 
+def trsolve(R: np.ndarray, b: np.ndarray, trans: int = 0) -> np.ndarray:
+    """R^-1 b (trans 0) or R^-T b (trans 1), R upper triangular: LAPACK dtrtrs directly
+    (scipy.linalg.solve_triangular's checks cost more than the solve at small p)."""
+    x, info = sla.lapack.dtrtrs(R, b, lower=0, trans=trans)
+    if info != 0:
+        raise NumericalError(f"a triangular solve failed (LAPACK dtrtrs info={info}): singular R_X")
+    return x
+
+
+def lambda_times(relcov, theta, B: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """Lambda(theta) B (``transpose``: Lambda' B): a row scaling when Lambda is diagonal,
+    with no sparse matrix built."""
+    theta = np.asarray(theta, dtype=float)
+    if relcov.diagonal_Lambda:
+        lam = np.zeros(relcov.q)
+        lam[relcov.Lrows] = theta[relcov.Lind]
+        return lam[:, None] * B if B.ndim == 2 else lam * B
+    L = relcov.Lambda(theta)
+    return np.asarray((L.T if transpose else L) @ B)
+
+
 def random_effects(state: PLSState, relcov) -> tuple[np.ndarray, np.ndarray]:
     """(u, b): spherical and original-scale conditional modes at the state's theta."""
     v = state.cu - (state.RZX @ state.beta if state.beta.size else 0.0)
     u = np.asarray(state.factor.solve_Lt(v)).ravel()
-    b = relcov.Lambda(state.theta) @ u
-    return u, b
+    return u, lambda_times(relcov, state.theta, u)

@@ -23,6 +23,7 @@ import numba
 
 PARALLEL_MIN_WORK = 200_000
 _CONTROLLER = None
+_BLAS = None
 _LOCK = threading.Lock()
 _DEPTH = {"one": 0, "all": 0}     # open contexts of each kind, over all threads
 _SAVED: list | None = None        # the user's thread counts, per BLAS library, while any is open
@@ -30,12 +31,15 @@ _CURRENT: int | None = None
 
 
 def _blas_libraries():
-    global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
+    """The BLAS libraries' controllers, found once per process (the controller is a snapshot
+    of the libraries loaded when it was made, so selecting again finds the same ones)."""
+    global _CONTROLLER, _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
 
-    if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.select(user_api="blas").lib_controllers
+        _BLAS = _CONTROLLER.select(user_api="blas").lib_controllers
+    return _BLAS
 
 
 class _BlasLimit:
