@@ -8,8 +8,8 @@
              (nnz(Z'Z) + q (p + 1) + p^2 numbers per block), and solves as in memory.
 
 A PIRLS iteration is two passes over the blocks (one for the cross-products, one or more
-for the penalized deviance); the gradient in beta of the profiled stage is one more (the
-blocks add up X'd + J'(h w'), given M^-1 on its pattern and M^-1 Lambda'Z'WX); the client
+for the penalized deviance); the gradient is one more (the blocks add up X'd, Z'd,
+X'(h o w') and Z'(h o w'), given M^-1 on its pattern); the client
 never holds row-level data.  The row-level methods (fitted, residuals, predict on the
 fitted rows) refuse, as for a streamed linear model.
 """

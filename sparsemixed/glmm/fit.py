@@ -2,9 +2,10 @@
 glmer's nAGQ = 0 criterion, minimised over theta within its bounds.
 
     canonical links, nAGQ = 1:  theta-hat = argmin_theta min_beta Laplace(theta, beta)
-        by L-BFGS-B with the analytic gradient (glmm/gradient.py: beta by Newton steps at
-        each theta, dLaplace/dtheta there), from lme4's theta and the nAGQ = 0 beta there
-        (MixedModels.jl's start: no separate nAGQ = 0 search first);
+        by L-BFGS-B with the analytic gradient (glmm/gradient.py: beta by joint PIRLS
+        rounds with the log|L| term of its gradient held, dLaplace/dtheta there), from
+        lme4's theta and the nAGQ = 0 beta there (MixedModels.jl's start: no separate
+        nAGQ = 0 search first), then lme4's convergence check (:func:`_check`);
     otherwise, glmer's two stages by BOBYQA:
         stage 1:  theta-hat0 = argmin_theta Laplace(theta, beta-hat(theta))      (beta inside PIRLS)
         stage 2:  (theta-hat, beta-hat) = argmin Laplace(theta, beta)           (from stage 1; nAGQ >= 1)

@@ -16,9 +16,10 @@ differentiating Lambda'Z'd/2 + u = 0.  Both hold exactly when the observed and F
 weights agree: canonical links, binomial-logit and Poisson-log.  h needs M^-1 on the pairs
 of columns that share a row of Z Lambda: the selected inverse on M's pattern; every other
 piece is a q-vector, so the rows give four sums, X'd, Z'd, X'(h o w'), Z'(h o w').)
-For canonical links :func:`profile_beta` minimises D over beta by Newton steps with the
-Fisher Hessian 2 R_X'R_X and a line search, and returns dD/dtheta at that beta, the
-gradient of min_beta D (envelope): the outer optimizer sees theta alone with its gradient
+For canonical links :func:`profile_beta` minimises D over beta (joint PIRLS with the
+log|L| part of dD/dbeta held, repeated until the Newton decrement is small; Newton steps
+with a line search as the fallback) and returns dD/dtheta at that beta, the gradient of
+min_beta D (envelope): the outer optimizer sees theta alone with its gradient
 (glmm/fit.py); other models keep glmer's joint derivative-free search.
 """
 from __future__ import annotations

@@ -1,5 +1,9 @@
 # Shared by the reference scripts of this directory (sourced after they set script_dir, the
-# directory they live in): the model table and the data loader.
+# directory they live in): lme4 and jsonlite, the model table and the data loader.
+suppressPackageStartupMessages({
+  library(lme4)
+  library(jsonlite)
+})
 models <- read.delim(file.path(script_dir, "models.tsv"), stringsAsFactors = FALSE,
                      comment.char = "#", quote = "")
 rownames(models) <- models$name

@@ -18,11 +18,6 @@
 # anova: glmer fits of bernoulli_crossed_intercepts and bernoulli_crossed_slope (the calls of
 # glmer_reference.R; their -2logLik must equal glmer_results.json's to 1e-8 relative), and
 # lme4's anova(m0, m1): npar, logLik, deviance, Chisq, Df, Pr(>Chisq).
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
 script_dir <- local({
   a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
   if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else file.path("tests", "reference", "glmm")

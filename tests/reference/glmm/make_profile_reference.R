@@ -10,11 +10,6 @@
 # terms) and poisson_slope_offset ((1 + x | g): two SDs and a correlation): the glmer fit of glmer_reference.R (default control) and lme4's
 # confint(fit, method = "profile", level = 0.95): lme4 profiles the Laplace deviance around its
 # own fit and inverts an interpolating spline of the grid; rows .sig01 ... and the fixed effects.
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
 script_dir <- local({
   a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
   if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else file.path("tests", "reference", "glmm")
