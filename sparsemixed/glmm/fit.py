@@ -135,9 +135,9 @@ def _profiled_search(model, control, tick=None):
              rules=control.boundary, progress=tick)
     x = np.asarray(summary.final, dtype=float)
     warm = state.at[1] if state.at is not None and np.array_equal(state.at[0], x) else None
-    final, _, c = gradient.profile_beta(model, x, state.beta if warm is None else warm.beta,
+    final, g, c = gradient.profile_beta(model, x, state.beta if warm is None else warm.beta,
                                         state.u if warm is None else warm.u, state.predict(x))
-    summary.diagnostics = _check(model, summary, final, control, c)
+    summary.diagnostics = _check(model, summary, final, g.theta, control, c)
     summary.initial = np.concatenate([model.theta0, start.beta])
     summary.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
     summary.final = np.concatenate([final.theta, final.beta])
@@ -151,18 +151,21 @@ class _Profiled:
     ``lower``, ``objective_and_gradient(theta, reml)``, ``gradient(theta, reml)``; each
     point warm-started from the fit's final mode and profiled to NEWTON_TOL."""
 
-    def __init__(self, model, final, c):
-        self.model, self.final, self.c, self.lower = model, final, c, model.lower
+    def __init__(self, model, final, g_final, c):
+        self.model, self.final, self.g_final, self.c, self.lower = model, final, g_final, c, model.lower
 
     def objective_and_gradient(self, theta, reml=False):
-        m, g, _ = gradient.profile_beta(self.model, np.asarray(theta, float), self.final.beta, self.final.u, self.c)
+        theta = np.asarray(theta, float)
+        if np.array_equal(theta, self.final.theta):            # the fit's own point: known
+            return self.final.laplace, self.g_final
+        m, g, _ = gradient.profile_beta(self.model, theta, self.final.beta, self.final.u, self.c)
         return m.laplace, g.theta
 
     def gradient(self, theta, reml=False):
         return self.objective_and_gradient(theta)[1]
 
 
-def _check(model, summary, final, control, c) -> dict:
+def _check(model, summary, final, g_final, control, c) -> dict:
     """lme4's convergence check on the profiled deviance: the gradient in theta scaled by
     the inverse of its Hessian (forward differences of the analytic gradient from the
     final point's, c there as the start of each profile), when its k + 1 gradients cost under ``control.check_budget`` of the fit (FitControl:
@@ -175,7 +178,7 @@ def _check(model, summary, final, control, c) -> dict:
     if budget < 0:
         return {"checked": False, "reason": "check_convergence=False"}
     probe = dataclasses.replace(summary, final=final.theta)
-    diag = check_convergence(_Profiled(model, final, c), probe, False, budget_seconds=budget, warn=False,
+    diag = check_convergence(_Profiled(model, final, g_final, c), probe, False, budget_seconds=budget, warn=False,
                              one_sided=True)
     warn_convergence(diag, stacklevel=7, tol=control.scaled_grad_tol)
     return diag
