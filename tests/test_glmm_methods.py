@@ -357,3 +357,38 @@ def test_profile_refuses_what_it_cannot_profile():
         probit.confint(method="profile")
     with pytest.raises(SparseMixedError, match="level"):
         _fit("cbpp_laplace").confint(method="profile", level=1.5)
+
+
+def test_predict_standard_errors_and_confidence_intervals():
+    """se_fit and interval="confidence": sqrt(x'Vx) from vcov() on the link scale (computed
+    here from the design directly), the link interval's endpoints through g^-1 on the
+    response scale, the delta-method SE there; NaN rows stay NaN; prediction intervals are
+    refused."""
+    from scipy.special import expit
+    from scipy.stats import norm
+
+    res = _fit("cbpp_laplace")
+    V = res.vcov().to_numpy()
+    nd = pd.DataFrame({"herd": ["1", "3", "new", None], "period": ["1", "4", "2", "3"],
+                       "incidence": 0, "size": 1})
+    out = res.predict(nd, allow_new_levels=True, se_fit=True, interval="confidence", level=0.9)
+    X = np.array([[1, 0, 0, 0], [1, 0, 0, 1], [1, 1, 0, 0], [1, 0, 1, 0]], dtype=float)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
+    np.testing.assert_allclose(out["se_fit"], se, rtol=1e-12)
+    z = norm.ppf(0.95)
+    np.testing.assert_allclose(out["lwr"], out["fit"] - z * se, rtol=1e-12)
+    np.testing.assert_allclose(out["upr"], out["fit"] + z * se, rtol=1e-12)
+    eta = res.predict(nd, allow_new_levels=True).to_numpy()
+    np.testing.assert_allclose(out["fit"], eta, rtol=1e-14)
+    resp = res.predict(nd, type="response", allow_new_levels=True, se_fit=True, interval="confidence", level=0.9)
+    np.testing.assert_allclose(resp["lwr"], expit(out["lwr"]), rtol=1e-12)
+    np.testing.assert_allclose(resp["upr"], expit(out["upr"]), rtol=1e-12)
+    p = expit(eta)
+    np.testing.assert_allclose(resp["se_fit"], p * (1 - p) * se, rtol=1e-10)
+    assert list(resp.columns) == ["fit", "lwr", "upr", "se_fit"]
+    fitted = res.predict(se_fit=True)
+    assert len(fitted) == res.nobs and np.isfinite(fitted["se_fit"]).all()
+    na = nd.assign(period=["1", None, "2", "3"])
+    assert np.isnan(res.predict(na, allow_new_levels=True, se_fit=True)["se_fit"].iloc[1])
+    with pytest.raises(ArgumentError, match="prediction interval"):
+        res.predict(nd, interval="prediction", allow_new_levels=True)

@@ -212,15 +212,19 @@ class GlmerResult(RandomEffectsMixin):
         return np.sign(y - mu) * np.sqrt(np.clip(d, 0.0, None))
 
     # -- prediction, simulation, inference (glmm/predict.py, simulate.py, compare.py) ----
-    def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False):
+    def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False,
+                se_fit: bool = False, interval: str = "none", level: float = 0.95):
         """lme4's ``predict``: a Series on the link (``type="link"``) or response scale
         (``"response"``), indexed as ``newdata`` (None: the fit's rows); ``re_form`` None (all
         random effects), ``"~0"``/``"NA"`` (none) or a formula such as ``"~(1|g)"``; levels not
         seen in the fit need ``allow_new_levels=True`` (their random effects are 0).  The
-        formula's ``offset()`` terms are evaluated on newdata (see glmm/predict.py)."""
+        formula's ``offset()`` terms are evaluated on newdata.  ``se_fit=True`` and/or
+        ``interval="confidence"`` return a DataFrame (``fit``, ``lwr``, ``upr``, ``se_fit``:
+        the uncertainty of the fixed effects; see glmm/predict.py)."""
         from .predict import predict
 
-        return predict(self, newdata, type=type, re_form=re_form, allow_new_levels=allow_new_levels)
+        return predict(self, newdata, type=type, re_form=re_form, allow_new_levels=allow_new_levels,
+                       se_fit=se_fit, interval=interval, level=level)
 
     def simulate(self, nsim: int = 1, seed=None, use_u: bool = False) -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses (columns ``sim_1`` ...; proportions for a
