@@ -1,7 +1,7 @@
 """Command line:  sparsemixed fit DATA "FORMULA" [--ml] [--json] [--output FILE] ...
                 sparsemixed fit DATA "FORMULA" --family binomial|poisson|"binomial(link=probit)" [--nagq N]
 
-DATA is a CSV or Parquet file, or the name of a bundled data set (``sparsemixed
+DATA is a CSV or Parquet file, a directory of Parquet files, or the name of a bundled data set (``sparsemixed
 datasets`` lists them).  The summary (or, with --json, a JSON document with every
 estimate) goes to stdout or --output.  Bad input gives one line on stderr naming the
 problem and a non-zero exit status (2: input, 3: internal error), never a traceback
@@ -35,7 +35,7 @@ def _read(source: str):
         raise _InputError(f"no such file or bundled data set: {source!r} (bundled: {', '.join(datasets.names())})")
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
+        if path.is_dir() or suffix in (".parquet", ".pq"):     # a directory: a Parquet dataset
             try:
                 import pyarrow  # noqa: F401  (only to give a clear message when it is missing)
             except ImportError:
@@ -47,7 +47,8 @@ def _read(source: str):
         raise
     except Exception as exc:      # unreadable/malformed file
         raise _InputError(f"cannot read {source}: {exc}") from None
-    raise _InputError(f"unknown file type {suffix!r} for {source}: use .csv, .tsv or .parquet")
+    raise _InputError(f"unknown file type {suffix!r} for {source}: use .csv, .tsv, .parquet or a directory "
+                      "of Parquet files")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fit", help="fit a model and print its summary (or JSON)")
-    f.add_argument("data", help="CSV/Parquet file, or a bundled data set name")
+    f.add_argument("data", help="CSV/Parquet file, a directory of Parquet files, or a bundled data set name")
     f.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     f.add_argument("--json", action="store_true", help="print a JSON document with every estimate")

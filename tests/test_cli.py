@@ -19,11 +19,14 @@ def test_fit_bundled_dataset_prints_lme4_summary(capsys):
 
 def test_json_from_csv_and_parquet_equals_library(tmp_path, capsys):
     d = sm.datasets.load("Penicillin")
-    csv, pq = tmp_path / "pen.csv", tmp_path / "pen.parquet"
+    csv, pq, parts = tmp_path / "pen.csv", tmp_path / "pen.parquet", tmp_path / "parts"
     d.to_csv(csv, index=False)
     d.to_parquet(pq)
+    parts.mkdir()
+    d.iloc[:50].to_parquet(parts / "a.parquet")
+    d.iloc[50:].to_parquet(parts / "b.parquet")
     ref = sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, REML=False).fit()
-    for path in (csv, pq):
+    for path in (csv, pq, parts):           # a directory is a Parquet dataset
         out = tmp_path / "out.json"
         assert main(["fit", str(path), "diameter ~ 1 + (1|plate) + (1|sample)", "--ml", "--json",
                      "--output", str(out)]) == 0
