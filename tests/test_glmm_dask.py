@@ -59,6 +59,9 @@ def test_same_answer_as_in_memory(client, formula, family, nagq):
         r1.fitted()
     with pytest.raises(StreamedDataError, match="Dask"):
         r1.residuals()
+    for kw in ({}, {"re_form": "~0"}, {"se_fit": True}):        # the fit's rows: not on the client
+        with pytest.raises(StreamedDataError, match="Dask"):
+            r1.predict(**kw)
 
 
 def test_refusals(client):

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..results.export import _num
+from ..results.export import _num, ranef_records
 
 
 def _text(v):
@@ -49,9 +49,7 @@ def to_dict(res, ranef: bool = True) -> dict:
         "dropped_fixef": list(m.lmm.dropped_fixef),
     }
     if ranef:
-        rf = res.ranef_frame()
-        out["ranef"] = [{"grpvar": r.grpvar, "term": r.term, "grp": str(r.grp), "condval": _num(r.condval),
-                         "condsd": _num(r.condsd)} for r in rf.itertuples(index=False)]
+        out["ranef"] = ranef_records(res.ranef_frame())
     return out
 
 

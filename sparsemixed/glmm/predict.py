@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 from ..errors import ArgumentError, DataError, SparseMixedWarning
-from ..inference.predict import _fixed_design, _random_design, _select_terms, newdata_columns
+from ..inference.predict import _fixed_design, _random_design, _select_terms, newdata_columns, term_mask
 from .response import _call_spans, _evaluate, _numeric
 
 TYPES = ("link", "response")
@@ -66,16 +66,6 @@ def _has_offset_argument(model) -> bool:
     if model.kept is not None:
         off = off[model.kept]
     return not np.allclose(off, model.response.offset, rtol=1e-12, atol=1e-12, equal_nan=True)
-
-
-def _term_mask(model, sel) -> np.ndarray:
-    mask = np.zeros(model.q)
-    off = 0
-    for i, t in enumerate(model.terms):
-        if i in sel:
-            mask[off: off + t.q] = np.tile(sel[i], t.nlevels)
-        off += t.q
-    return mask
 
 
 def predict(res, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False,
@@ -125,11 +115,11 @@ def _linear_predictor(res, newdata, re_form, allow_new_levels):
     sel = _select_terms(view, re_form, newdata)
     if newdata is None:
         index = fitted_index(model)
-        X = model.weighted.X
+        X = model.X                                 # StreamedDataError for a Dask build
         if re_form is None:
-            eta = np.array(res.mode.eta, dtype=float)
+            eta = np.array(res._rows("predict()").eta, dtype=float)
         else:
-            Z = model.weighted.Z @ sp.diags(_term_mask(model, sel))
+            Z = model.Z @ sp.diags(term_mask(model, sel))
             eta = X @ res.beta + Z @ res.b + model.response.offset
         return np.asarray(eta, dtype=float), X, index
     data = frame_of(newdata)

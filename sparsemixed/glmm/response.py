@@ -319,21 +319,14 @@ class GLMResponse:
 
     def gradient_terms(self, eta: np.ndarray):
         """(d, w'): d_i = -2 prior_w (y - mu) (dmu/deta) / V(mu), the derivative of the
-        deviance residual in eta, and w'(eta) of the working weights (glmm/gradient.py)."""
+        deviance residual in eta, and w'(eta) of the working weights (glmm/gradient.py,
+        canonical links only: their fused kernel)."""
+        if not self._kernel:
+            raise SparseMixedError(f"the Laplace gradient is for canonical links; {self.family!r} has none here")
         eta = np.ascontiguousarray(eta, dtype=float)
-        if self._kernel:
-            d, dw = np.empty_like(eta), np.empty_like(eta)
-            kernels.gradient_terms(self._kernel, eta, self.y, self.prior_weights, d, dw)
-            return d, dw
-        link, fam = self.family.link, self.family
-        mu = link.linkinv(eta)
-        d = -2.0 * self.prior_weights * (self.y - mu) * link.mu_eta(eta) / fam.variance(mu)
-
-        def w(e):
-            me = link.mu_eta(e)
-            return self.prior_weights * me * me / fam.variance(link.linkinv(e))
-        step = 1e-5 * (1.0 + np.abs(eta))
-        return d, (w(eta + step) - w(eta - step)) / (2 * step)
+        d, dw = np.empty_like(eta), np.empty_like(eta)
+        kernels.gradient_terms(self._kernel, eta, self.y, self.prior_weights, d, dw)
+        return d, dw
 
     def deviance(self, mu: np.ndarray) -> float:
         """sum of deviance residuals squared: sum dev_resids(y, mu, prior_w)."""

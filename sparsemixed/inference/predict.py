@@ -93,6 +93,17 @@ def _check_columns(needed, data: pd.DataFrame, what: str) -> None:
                         f"add them (available: {', '.join(map(str, list(data.columns)[:20]))})")
 
 
+def term_mask(model, sel: dict) -> np.ndarray:
+    """The q-vector keeping the random-effects columns ``sel`` selects (``_select_terms``)."""
+    mask = np.zeros(model.q)
+    off = 0
+    for i, t in enumerate(model.terms):
+        if i in sel:
+            mask[off: off + t.q] = np.tile(sel[i], t.nlevels)
+        off += t.q
+    return mask
+
+
 def newdata_columns(model, data: pd.DataFrame, sel: dict) -> set:
     """The columns of ``data`` a prediction reads, each checked present: the fixed part's
     and the selected random terms' variables (a missing value there makes that row's
@@ -220,13 +231,7 @@ class PredictMixin(SimulateMixin):
         if newdata is None:
             fr = self._frame()
             X, Zfull = self.model_matrices()
-            mask = np.zeros(model.q)
-            off = 0
-            for i, t in enumerate(model.terms):
-                if i in sel:
-                    mask[off: off + t.q] = np.tile(sel[i], t.nlevels)
-                off += t.q
-            Z = Zfull @ sp.diags(mask)
+            Z = Zfull @ sp.diags(term_mask(model, sel))
             prior = np.zeros(X.shape[0])
             offset = fr.offset if fr.offset is not None else 0.0
             w = fr.weights if fr.weights is not None else np.ones(X.shape[0])

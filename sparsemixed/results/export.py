@@ -9,6 +9,12 @@ import numpy as np
 import pandas as pd
 
 
+def ranef_records(rf: pd.DataFrame) -> list[dict]:
+    """A ranef_frame() as JSON-able records (grpvar, term, grp, condval, condsd)."""
+    return [{"grpvar": r.grpvar, "term": r.term, "grp": str(r.grp), "condval": _num(r.condval),
+             "condsd": _num(r.condsd)} for r in rf.itertuples(index=False)]
+
+
 def _num(v):
     """A JSON-safe number (NaN/inf -> None)."""
     if v is None:
@@ -43,8 +49,7 @@ class ExportMixin:
         }
         if ranef:
             rf = self.ranef_frame()
-            out["ranef"] = [{"grpvar": r.grpvar, "term": r.term, "grp": str(r.grp), "condval": _num(r.condval),
-                             "condsd": _num(r.condsd)} for r in rf.itertuples(index=False)]
+            out["ranef"] = ranef_records(rf)
         return out
 
     def to_frame(self) -> pd.DataFrame:
