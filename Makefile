@@ -37,6 +37,8 @@ $(VENV)/.installed: pyproject.toml | sysdeps
 	echo "SuiteSparse $${ver:-?}: installing $$spec"; \
 	$(PIP) install -q --no-build-isolation "$$spec"
 	$(PIP) install -q -e ".[test]"
+	@# compile the numba kernels once, into the tree, for every later process and user
+	$(PY) -m sparsemixed.precompile
 	@touch $@
 
 demo: $(VENV)/.installed

@@ -32,7 +32,7 @@ Terms -> cross-products -> model
     assemble                   constructor inputs: Source, FixedEffects (OLS shift), ModelParts
     design                     the cached row-level Design (y, X, Z, offset, weights); StreamedDataError
     relcov                     theta -> Lambda, M = Lambda'Z'WZ Lambda + I (scatter-add)
-    start                      starting theta: lme4's or moment estimates
+    start                      starting theta: lme4's or moment estimates; theta's scale
     model                      LinearMixedModel: objective(theta) = engine.criterion(pls(theta))
     sparse_x                   when X is sparse enough for the sparse-X engine
 
@@ -44,12 +44,16 @@ Factor
     linalg.cholesky            SparseCholesky: CHOLMOD, analysed once
     linalg.blocked             BlockedCholesky: first term eliminated, dense Schur complement
     linalg.dense               tiled dense Cholesky of the Schur block on Python threads
+    linalg.dense_cholesky      DenseCholesky: a dense factor of M (small q) behind the protocol
     linalg.threads             BLAS thread limits counted process-wide; serial kernel twins
+    linalg.jit                 njit with a kernel cache any user of any installation can read
+    precompile                 python -m sparsemixed.precompile: the kernels compiled at install
     linalg.rank                fixed-effects rank check for a sparse X (R's rule)
 
 Objective (the Engine protocol)
     engine                     the Engine protocol and make_engine
     engine.dense               DenseEngine: R_ZX and R_X formed
+    engine.small               SmallEngine: one dense factor of the augmented system (small q)
     engine.sparse_x            SparseXEngine: [u; beta] from one sparse factor of Maug
     engine.reweight            new weights or response on the analysed pattern (values only)
     linalg.pls                 penalized least squares at theta (dense X)

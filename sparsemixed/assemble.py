@@ -234,12 +234,15 @@ def from_rows(source: Source, terms, rows, y, X, X_names, weights, verbose: bool
               residual_variance: bool = True) -> ModelParts:
     """ModelParts from rows: terms ordered and checked, columns selected, one pass of
     cross-products of [Z X_k (y - X_k gamma)] (y already net of any offset)."""
+    from .linalg.threads import blas_threads_for
+
     terms, rows, order = order_terms(terms, rows, keep_names)
     check_terms(terms, y.shape[0], single_level_ok, stacklevel=6, residual_variance=residual_variance)
-    fixed = select_fixed(fixed_gram(X, weights, X_names), X_names, stacklevel=6)
-    Xk = X[:, fixed.cols]
-    fixed.shift = ols_shift(Xk, y, weights)
-    cp = cross_products(rows, [t.nlevels for t in terms], Xk, y - Xk @ fixed.shift, weights, verbose=verbose)
+    with blas_threads_for(2.0 * y.shape[0] * (X.shape[1] + 1) ** 2):     # X'WX, the OLS shift
+        fixed = select_fixed(fixed_gram(X, weights, X_names), X_names, stacklevel=6)
+        Xk = X[:, fixed.cols]
+        fixed.shift = ols_shift(Xk, y, weights)
+        cp = cross_products(rows, [t.nlevels for t in terms], Xk, y - Xk @ fixed.shift, weights, verbose=verbose)
     return ModelParts(source, terms, cp, fixed, order, residual_variance)
 
 

@@ -24,8 +24,8 @@ def main() -> None:
               f"({result.optsummary.feval} evaluations, {result.optsummary.method})")
         if name == "sleepstudy":
             _save_plots(result)
-    print("\n(The first run after installing also compiles sparsemixed's numba kernels, which are "
-          "then cached: InstEval's fit took 5.3 s on a fresh clone, 0.46 s on the next run.)")
+    print("\n(The numba kernels were compiled at install time by `python -m sparsemixed.precompile`, "
+          "which `make` runs; without it the first fit compiles them: benchmarks/results/2026-12-06-first-fit.md.)")
 
 
 def _save_plots(result) -> None:

@@ -20,7 +20,7 @@ from .errors import SparseMixedError
 from .optimize import (BOUNDARY, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
                        BoundaryRules, OptSummary, escape_saddle, merge_restart, minimize)
 from .progress import progress
-from .start import moment_step
+from .start import moment_step, theta_scale
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class FitControl:
         restarts from the stop when the scaled gradient is above ``scaled_grad_tol``.
     second_start
         a fit started elsewhere than lme4's start (the moment start of the default
-        optimizer) that ends singular, some theta_k on its bound, is run again from lme4's
-        start and the lower optimum kept: with nearly confounded terms (``(1|a/b)`` with few
-        b per a) the criterion can have one local optimum on each face theta_k = 0, and a
-        start near one face finds that one.
+        optimizer; lme4's start in scaled units counts as lme4's) that ends singular, some
+        theta_k on its bound, is run again from lme4's start and the lower optimum kept:
+        with nearly confounded terms (``(1|a/b)`` with few b per a) the criterion can have
+        one local optimum on each face theta_k = 0, and a start near one face finds that one.
     face_probe
         an interior stop is compared with the same point with each bounded theta_k set to
         its bound (one evaluation each; a second local optimum on a face is common with
@@ -97,9 +97,21 @@ def choose_optimizer(model) -> str:
     * BOBYQA also when the dense Schur block is large (q2 >= blocked.LARGE_DENSE_Q2) and
       theta short: one gradient there costs about four criterion evaluations.
 
-    An explicit ``optimizer=`` starts from lme4's theta unless ``start=`` says otherwise."""
+    * the small-model engine (engine/small.py), whose gradient costs about one evaluation:
+      L-BFGS-B for every model (the 14 small reference models: 161 evaluations, 230 in
+      theta from lme4's start, against 621 for BOBYQA from the moment start; lme4's
+      criterion or lower on each; Penicillin 15 against 81).
+
+    The default fit runs L-BFGS-B on theta / start.theta_scale (random-effect columns of
+    unit rms) from lme4's start in those units (``start="scaled"``): on the 42 models of
+    benchmarks/panel.tsv below 20,000 random effects, 871 evaluations against 1,035 from
+    lme4's start in theta (Sitka 44 -> 18, Spruce 52 -> 14), the same optima.  An explicit
+    ``optimizer=`` runs in theta from lme4's theta unless ``start=`` says otherwise."""
+    from .engine.small import SmallEngine
     from .linalg import blocked
 
+    if isinstance(model.engine, SmallEngine):
+        return "lbfgsb"
     if not model.engine.cheap_gradient or model.moment_start()[1].all():
         return "bobyqa"
     f = model.factor
@@ -111,9 +123,11 @@ def choose_optimizer(model) -> str:
 def _start(model, start, optimizer):
     """(x0, initial trust-region step or None)."""
     if isinstance(start, str):
-        if start not in ("lme4", "moments"):
-            raise SparseMixedError(f"start must be 'lme4', 'moments' or a vector of {model.theta0.size} "
-                                   f"numbers, got {start!r}")
+        if start not in ("lme4", "moments", "scaled"):
+            raise SparseMixedError(f"start must be 'lme4', 'moments', 'scaled' or a vector of "
+                                   f"{model.theta0.size} numbers, got {start!r}")
+        if start == "scaled":         # lme4's start in the units of start.theta_scale
+            return model.theta0 * theta_scale(model.terms, model.crossprod), None
         if start == "moments":
             x0, estimated = model.moment_start()
             # near the optimum: a first trust region as small as the start's error (nlopt's default elsewhere)
@@ -124,20 +138,44 @@ def _start(model, start, optimizer):
 
 def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose: bool = False,
         control: FitControl = FitControl()):
-    """Optimise theta (see LinearMixedModel.fit) and return the engine's result."""
+    """Optimise theta (see LinearMixedModel.fit) and return the engine's result.
+
+    The whole fit runs under one BLAS thread: the optimizer's own BLAS calls (L-BFGS-B's)
+    then do not wake idle threads, and the evaluations' contexts do not switch the count
+    back and forth, which costs more than a small model's evaluation when another process
+    is busy (linalg/threads.py; benchmarks/results/2026-12-06-small-panel*.md)."""
+    from .linalg.threads import one_blas_thread
+
+    with one_blas_thread():
+        return _fit(model, reml, start, optimizer, verbose, control)
+
+
+def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitControl):
     from .diagnostics import check_singular, warn_convergence
 
+    scale = None
     if optimizer == "auto":
         optimizer = choose_optimizer(model)
         if start is None and optimizer == "bobyqa" and model.moment_start()[1].all():
             start = "moments"
+        elif optimizer == "lbfgsb":
+            scale = theta_scale(model.terms, model.crossprod)
+            start = "scaled" if start is None else start
     x0, step = _start(model, start, optimizer)
     summary = OptSummary(initial=np.array(x0, float), lower=model.lower, method=optimizer,
                          ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=int(control.maxeval),
-                         initial_step=step)
+                         initial_step=step, scale=scale)
     bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
-    fun = lambda th: model.objective(th, reml)
-    run = lambda s: minimize(fun, s, fun_grad=lambda th: model.objective_and_gradient(th, reml),
+    engine = model.engine               # the optimizer's thetas are valid float vectors: no checks per call
+
+    def fun(th):
+        return engine.criterion(engine.solve(th, reml), reml)
+
+    def fun_grad(th):
+        state = engine.solve(th, reml)
+        return engine.criterion(state, reml), engine.gradient(state, reml)
+
+    run = lambda s: minimize(fun, s, fun_grad=fun_grad,
                              progress=None if bar is None else
                              lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")),
                              rules=control.boundary)
@@ -166,8 +204,9 @@ def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose:
             run(sub)
             merge_restart(summary, sub)
             polish()
+        lme4s = (model.theta0,) if scale is None else (model.theta0, model.theta0 * scale)
         if (control.second_start and summary.feval < summary.maxeval
-                and not np.array_equal(summary.initial, model.theta0) and _on_bound(model, summary.final)):
+                and not any(np.array_equal(summary.initial, s) for s in lme4s) and _on_bound(model, summary.final)):
             before = summary.fmin
             sub = restart(np.array(model.theta0, float))
             run(sub)

@@ -192,8 +192,10 @@ class LinearMixedModel:
         """Optimise theta and return an :class:`~sparsemixed.results.LmerResult`.
 
         ``optimizer="auto"`` is :meth:`choose_optimizer`'s choice; see
-        :mod:`sparsemixed.optimize` for the methods.  ``start``: "lme4", "moments" or a
-        theta vector.  ``control``: a :class:`~sparsemixed.fitting.FitControl` holding every
+        :mod:`sparsemixed.optimize` for the methods; the default fit optimizes theta in the
+        units of :func:`sparsemixed.start.theta_scale` (random-effect columns of unit rms).
+        ``start``: "lme4", "moments", "scaled" (lme4's start in those units: the default
+        fit's for a gradient method) or a theta vector.  ``control``: a :class:`~sparsemixed.fitting.FitControl` holding every
         tolerance of the fit (``maxeval``, ``ftol_abs``, ``xtol_abs`` and
         ``check_convergence`` given here override its fields).  ``verbose=True`` shows a
         progress bar on stderr.  After the optimizer stops, the scaled-gradient/Hessian

@@ -33,6 +33,7 @@ class OptSummary:
     maxeval: int = 100_000
     gtol: float = 1e-6
     initial_step: np.ndarray | None = None   # first trust-region radius of the nlopt methods (None/NaN: nlopt's)
+    scale: np.ndarray | None = None          # the optimizer works on theta / scale (start.theta_scale); None: 1
     final: np.ndarray | None = None
     fmin: float = np.inf
     feval: int = 0
@@ -235,17 +236,20 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
 
     ``fun_grad(x) -> (f, g)`` is used by the gradient-based method (``"lbfgsb"``).
     ``progress(feval, best_f)`` is called after every evaluation (e.g. a tqdm bar).
-    ``rules``: the thresholds of the boundary checks.
+    ``rules``: the thresholds of the boundary checks.  ``summary.scale`` (d): the method
+    runs on phi = theta / d (gradient d * g), every other field is in theta.
     """
     if summary.method not in METHODS:
         raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
-    x0 = _interior_start(summary.initial, summary.lower)
-    lower = summary.lower
+    # the optimizer's coordinates: phi = theta / d (d = summary.scale); bounds 0 and -inf stay
+    d = np.ones(summary.initial.size) if summary.scale is None else np.asarray(summary.scale, dtype=float)
+    x0 = _interior_start(summary.initial, summary.lower) / d
+    lower = summary.lower / d
     best = {"f": np.inf, "x": x0.copy()}
 
     def counted(x):
         try:
-            f = float(fun(np.asarray(x, dtype=float)))
+            f = float(fun(np.asarray(x, dtype=float) * d))
         except NumericalError:      # e.g. X'V^-1X numerically singular at an extreme theta
             f = np.inf
         summary.feval += 1
@@ -259,7 +263,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
 
     def counted_grad(x):
         try:
-            f, g = fun_grad(np.asarray(x, dtype=float))
+            f, g = fun_grad(np.asarray(x, dtype=float) * d)
+            g = np.asarray(g, dtype=float) * d
         except NumericalError:
             f, g = np.inf, None
         summary.feval += 1
@@ -321,7 +326,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         opt.set_xtol_abs(summary.xtol_abs)
         opt.set_maxeval(summary.maxeval)
         if summary.initial_step is not None:      # NaN entries: nlopt's default for that entry
-            step = np.asarray(summary.initial_step, dtype=float)
+            step = np.asarray(summary.initial_step, dtype=float) / d
             opt.set_initial_step(np.where(np.isnan(step), opt.get_initial_step(x0), step))
         try:
             opt.optimize(x0)
@@ -334,7 +339,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
                  nlopt.ROUNDOFF_LIMITED: "ROUNDOFF_LIMITED"}
         summary.returnvalue = names.get(rc, str(rc))
         ok = rc in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED, nlopt.ROUNDOFF_LIMITED)
-    summary.final, summary.fmin = _snap_to_boundary(counted, best["x"], best["f"], lower, rules.snap)
+    final, summary.fmin = _snap_to_boundary(counted, best["x"], best["f"], lower, rules.snap)
+    summary.final = final * d
     summary.seconds = time.perf_counter() - t0
     summary.converged = ok
     if not ok:

@@ -17,9 +17,9 @@ from functools import wraps
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from .linalg.jit import njit, prange
 
-from .linalg.threads import kernel_threads, serial_twin
+from .linalg.threads import kernel_threads, one_blas_thread, serial_twin
 
 
 def lambda_pattern(terms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,33 +85,13 @@ class RelCov:
         order = Lcsr.data.astype(np.int64) - 1
         L_col, L_lind, L_ptr = Lc[order], Lind[order], Lcsr.indptr.astype(np.int64)
         A = A.tocsr()
-        a = np.repeat(np.arange(q, dtype=np.int64), np.diff(A.indptr))
-        b = A.indices.astype(np.int64)
-        e = np.arange(A.nnz, dtype=np.int64)
-        # expand each A entry over the r's of row a of Lambda, then over the c's of row b
-        na = np.diff(L_ptr)[a]
-        e1 = np.repeat(e, na)
-        pos_a = np.repeat(L_ptr[a], na) + _ranges(na)
-        r, t1 = L_col[pos_a], L_lind[pos_a]
-        b1 = b[e1]
-        nb = np.diff(L_ptr)[b1]
-        e2 = np.repeat(e1, nb)
-        r2 = np.repeat(r, nb)
-        t12 = np.repeat(t1, nb)
-        pos_b = np.repeat(L_ptr[b1], nb) + _ranges(nb)
-        c, t2 = L_col[pos_b], L_lind[pos_b]
-        keep = r2 >= c
-        src, r2, c, t12, t2 = e2[keep], r2[keep], c[keep], t12[keep], t2[keep]
-        diag = np.arange(q, dtype=np.int64)
-        # the pattern always holds every term's full within-level blocks (Lambda's own
-        # pattern), so that a selected inverse has all of diag(Lambda M^-1 Lambda')'s inputs
-        keys = np.concatenate([c * q + r2, diag * q + diag, Lc.astype(np.int64) * q + Lr])
-        uniq, inv = np.unique(keys, return_inverse=True)
-        M_indices = (uniq % q).astype(np.int64)
-        M_cols = uniq // q
-        M_indptr = np.concatenate([[0], np.cumsum(np.bincount(M_cols, minlength=q))]).astype(np.int64)
-        target = inv[: src.size].astype(np.int64)
-        diag_pos = inv[src.size: src.size + q].astype(np.int64)
+        M_indptr, M_indices = _lower_pattern(q, Lcsr, A)
+        src, t12, t2, target = _contributions(A.indptr.astype(np.int64), A.indices.astype(np.int64),
+                                              L_ptr, L_col.astype(np.int64), L_lind.astype(np.int64),
+                                              M_indptr, M_indices)
+        diag_pos = _positions(M_indptr, M_indices, np.arange(q, dtype=np.int64), np.arange(q, dtype=np.int64))
+        if (target < 0).any() or (diag_pos < 0).any():
+            raise AssertionError("RelCov: a contribution to M outside its symbolic pattern")
         return cls(q, Lr, Lc, Lind, M_indptr, M_indices, src, t12, t2, target, diag_pos,
                    _values(A))
 
@@ -213,6 +193,79 @@ def _upper_rows(indptr, indices, lind):
             t1[o + p - p0] = lind[c]
             t2[o + p - p0] = lind[r]
     return M_indptr, M_indices, src, t1, t2
+
+
+DENSE_PATTERN_Q = 120      # up to this q the symbolic product is formed densely (cheaper than scipy's)
+
+
+def _lower_pattern(q: int, Lcsr: sp.csr_matrix, A: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """M's lower CSC pattern (indptr, sorted row indices): the structure of Lambda'A Lambda
+    (a symbolic product: every contribution A_ab Lambda_ar Lambda_bc is a path a -> b),
+    the diagonal, and Lambda's own pattern, so that a selected inverse has all of
+    diag(Lambda M^-1 Lambda')'s inputs."""
+    if q <= DENSE_PATTERN_Q:
+        structure = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape).toarray()
+        L, S = structure(Lcsr), structure(A)           # stored entries, zeros included (Z'WZ can store 0)
+        with one_blas_thread():                        # (threaded BLAS at this size only waits)
+            P = (L.T @ S @ L + L + L.T + np.eye(q)) != 0
+        cols, rows = np.nonzero(np.tril(P).T)          # column-major, rows ascending
+        indptr = np.zeros(q + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=q), out=indptr[1:])
+        return indptr, rows.astype(np.int64)
+    ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
+    Ls = ones(Lcsr)
+    low = sp.tril(Ls.T @ ones(A) @ Ls + sp.identity(q, format="csr") + Ls + Ls.T).tocsc()
+    low.sort_indices()
+    return low.indptr.astype(np.int64), low.indices.astype(np.int64)
+
+
+@njit(cache=True)
+def _find(M_indptr, M_indices, r, c):
+    """Position of (r, c), r >= c, in M's lower CSC pattern (rows sorted in each column);
+    -1 when it is not in the pattern."""
+    lo, hi = M_indptr[c], M_indptr[c + 1]
+    p = lo + np.searchsorted(M_indices[lo:hi], r)
+    return p if p < hi and M_indices[p] == r else -1
+
+
+@njit(cache=True)
+def _positions(M_indptr, M_indices, rows, cols):
+    out = np.empty(rows.size, dtype=np.int64)
+    for i in range(rows.size):
+        out[i] = _find(M_indptr, M_indices, rows[i], cols[i])
+    return out
+
+
+@njit(cache=True)
+def _contributions(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices):
+    """Every contribution A_ab Lambda_ar Lambda_bc to M_rc with r >= c, in the order of A's
+    stored entries, then of row a's and row b's Lambda entries: (src = position in A.data,
+    theta index of Lambda_ar, of Lambda_bc, target = position in M.data)."""
+    none = np.empty(0, dtype=np.int64)
+    n = _walk(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices, none, none, none, none, False)
+    src, t1 = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    t2, target = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    _walk(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices, src, t1, t2, target, True)
+    return src, t1, t2, target
+
+
+@njit(cache=True)
+def _walk(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices, src, t1, t2, target, fill):
+    """The contributions in order: counted, or (``fill``) written out; returns their number."""
+    k = 0
+    for a in range(A_ptr.size - 1):
+        for p in range(A_ptr[a], A_ptr[a + 1]):
+            b = A_idx[p]
+            for i in range(L_ptr[a], L_ptr[a + 1]):
+                r = L_col[i]
+                for j in range(L_ptr[b], L_ptr[b + 1]):
+                    c = L_col[j]
+                    if r >= c:
+                        if fill:
+                            src[k], t1[k], t2[k] = p, L_lind[i], L_lind[j]
+                            target[k] = _find(M_indptr, M_indices, r, c)
+                        k += 1
+    return k
 
 
 @njit(cache=True)

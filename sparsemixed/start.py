@@ -34,6 +34,27 @@ def lme4_start(terms) -> np.ndarray:
     return np.concatenate([t.cov.initial() for t in terms])
 
 
+def theta_scale(terms, crossprod) -> np.ndarray:
+    """d: each theta entry's row scale, 1 / rms of its random-effect column (sum over the
+    term's levels of diag(Z'WZ), over n); 1 for intercepts.  T_k's row j multiplies the
+    column x_j, so a slope on a covariate measured in large units (days: 0 to 670) has an
+    optimum theta hundreds of times smaller than the intercept's: the gradient optimizer
+    works on theta / d, where the problem is nearly as well scaled as with unit-rms
+    covariates, and the default fit starts from lme4's start in those units, theta = d on
+    the diagonals (sitka 44 -> 16 evaluations, bdf 57 -> 18: benchmarks/results/
+    2026-12-06-small-panel-*.md).  Intercept-only models are unchanged (d = 1)."""
+    diag = crossprod.ZtZ.diagonal()
+    n = float(crossprod.n)
+    out, off = [], 0
+    for t in terms:
+        rms = np.sqrt(diag[off: off + t.q].reshape(t.nlevels, t.k).sum(axis=0) / n)
+        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        rows, _ = t.cov.tril_indices()
+        out.append(1.0 / rms[rows])
+        off += t.q
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def moment_step(terms, theta: np.ndarray, estimated: np.ndarray) -> np.ndarray:
     """BOBYQA's first step per theta entry from a moment start: NaN (nlopt's default) where
     the entry is not a moment estimate, else theta * clip(MOMENT_STEP / sqrt(levels))."""

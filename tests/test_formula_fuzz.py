@@ -117,3 +117,31 @@ def test_regressions(text):
             sm.lmer(text, SMALL)
         except SparseMixedError:
             pass
+
+
+def test_r_power_inside_calls_is_a_power_not_xor():
+    """R's ``^`` inside I() or a call is a power (Python's ``^`` is xor: an integer column
+    would be fitted as x xor 2 without a word); between terms it stays the interaction power."""
+    rng = np.random.default_rng(3)
+    n = 240
+    df = pd.DataFrame({"day": rng.integers(0, 9, n), "a": rng.normal(size=n), "b": rng.normal(size=n),
+                       "g": [f"g{v}" for v in rng.integers(0, 12, n)]})
+    df["y"] = 0.3 * df.day ** 2 + df.a * df.b + rng.normal(0, 1, 12)[rng.integers(0, 12, n)] + rng.normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sm.SparseMixedWarning)
+        r = sm.lmer("y ~ day + I(day^2) + (a + b)^2 + (1 + I(day^2) | g)", df, REML=False).fit()
+        df2 = df.assign(day2=df.day.astype(float) ** 2, ab=df.a * df.b)
+        ref = sm.lmer("y ~ day + day2 + a + b + ab + (1 + day2 | g)", df2, REML=False).fit()
+    assert list(r.fixef.index) == ["(Intercept)", "day", "I(day^2)", "a", "b", "a:b"]
+    np.testing.assert_allclose(r.fixef.to_numpy(), ref.fixef.to_numpy(), rtol=1e-6, atol=1e-8)
+    assert r.objective == pytest.approx(ref.objective, rel=1e-10)
+
+
+@given(st.text(alphabet="abxy()+^ ,'`*", max_size=30))
+def test_r_power_changes_only_carets_inside_calls(text):
+    from sparsemixed.formula.bars import r_power
+
+    out = r_power(text)
+    assert out.replace("**", "^") == text.replace("**", "^") or "**" in text
+    if "^" not in text:
+        assert out == text

@@ -702,19 +702,21 @@ def test_moment_start_lands_near_lme4_on_insteval(lme4_ref):
 
 
 def test_optimizer_choice_by_terms(sleep_model):
-    """Slopes: L-BFGS-B from lme4's start; an explicit optimizer starts from lme4's theta;
+    """Slopes, or any model on the small engine: L-BFGS-B from lme4's start; scalar
+    intercept terms on a sparse factor: BOBYQA; an explicit optimizer starts from lme4's theta;
     start= takes 'lme4', 'moments' or a vector and nothing else."""
     assert sleep_model.choose_optimizer() == "lbfgsb"
     assert not sleep_model.moment_start()[1].any()
     d = sm.datasets.load("Penicillin")
     m = sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d)
-    assert m.choose_optimizer() == "bobyqa"
+    assert m.choose_optimizer() == "lbfgsb"             # scalar terms, but the small engine
+    assert sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, ordering="natural").choose_optimizer() == "bobyqa"
     res = m.fit(optimizer="bobyqa")
     np.testing.assert_array_equal(res.optsummary.initial, m.theta0)
     res_m = m.fit(optimizer="lbfgsb", start="moments")
     np.testing.assert_array_equal(res_m.optsummary.initial, m.moment_start()[0])
     assert res_m.objective == pytest.approx(res.objective, abs=1e-6)
-    with pytest.raises(sm.SparseMixedError, match="start must be 'lme4', 'moments' or a vector"):
+    with pytest.raises(sm.SparseMixedError, match="start must be 'lme4', 'moments', 'scaled' or a vector"):
         m.fit(start="ols")
 
 

@@ -90,9 +90,10 @@ def test_default_fit_reaches_lme4s_best_optimum(name):
     assert r.objective <= case["objective"] + 1e-6 * abs(case["objective"])
 
 
+@pytest.mark.parametrize("ordering", ["natural", "auto"])
 @pytest.mark.parametrize("name, formula", [("nested_face", "y ~ x + (1|a/h)"),
                                            ("crossed_interior", "y ~ x + (1|g) + (1|b)")])
-def test_fit_reaches_the_lower_of_two_local_minima(name, formula):
+def test_fit_reaches_the_lower_of_two_local_minima(name, formula, ordering):
     """REML criteria with two local minima (tests/reference/two_modes/): the default fit
     starts from moment estimates, near the higher minimum; the face probe and the second
     start from lme4's theta (FitControl.face_probe, second_start) must reach the lower one.
@@ -102,7 +103,7 @@ def test_fit_reaches_the_lower_of_two_local_minima(name, formula):
     from test_properties import dense_design, dense_lambda, dense_profiled
 
     df = pd.read_csv(REF / "two_modes" / f"{name}.csv", dtype={"b": str})
-    model = sm.LinearMixedModel(formula, df, REML=True)
+    model = sm.LinearMixedModel(formula, df, REML=True, ordering=ordering)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.fit()
@@ -119,8 +120,10 @@ def test_fit_reaches_the_lower_of_two_local_minima(name, formula):
     assert res.objective <= best.fun + 1e-7
     # and it is the lower minimum, not only a lower value: the same theta
     np.testing.assert_allclose(res.theta, np.abs(best.x), atol=2e-3)
-    # without the probes the fit from the moment start stops at the higher minimum
+    # without the probes the fit from the moment start stops at the higher minimum (on the
+    # sparse factor's rounding; the dense engine's path (auto) may reach the lower one alone)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = model.fit(control=sm.FitControl(face_probe=False, second_start=False))
-    assert plain.objective > best.fun + 0.1
+    if ordering == "natural":
+        assert plain.objective > best.fun + 0.1

@@ -197,6 +197,10 @@ MODELS = {
 }
 
 
+# these data are small: "auto" is the dense small-model engine; "natural" keeps CHOLMOD's
+ENGINES = st.sampled_from(["auto", "natural"])
+
+
 def _build(formula, df, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("error", sm.MissingDataWarning)
@@ -224,6 +228,7 @@ def _design_ok(model, df) -> bool:
 def _check_objective_against_dense(name, df, data, reml, weighted):
     formula, rhs = MODELS[name]
     kw = {"weights": "w"} if weighted else {}
+    kw["ordering"] = data.draw(ENGINES, label="ordering")
     try:
         model = _build(formula, df, REML=reml, **kw)
     except sm.DataError:
@@ -260,7 +265,8 @@ def test_gradient_equals_central_differences(name, df, data, reml, weighted):
     often: the criterion is even in them, so differences across 0 are still central)."""
     formula, _ = MODELS[name]
     try:
-        model = _build(formula, df, REML=reml, **({"weights": "w"} if weighted else {}))
+        model = _build(formula, df, REML=reml, ordering=data.draw(ENGINES, label="ordering"),
+                       **({"weights": "w"} if weighted else {}))
     except sm.DataError:
         assume(False)
     theta = data.draw(_theta_strategy(model), label="theta")
@@ -710,3 +716,36 @@ def _general_relcov(model):
             return None
 
     return General.build(model.terms, model.crossprod.ZtZ)
+
+
+@pytest.mark.parametrize("name", ["slope", "slope_and_crossed", "factor_valued"])    # the general path
+@settings(max_examples=10, **SETTINGS)
+@given(df=unbalanced_frames(), data=st.data())
+def test_lower_pattern_dense_and_sparse_products_agree(name, df, data):
+    """RelCov's pattern of M from the dense symbolic product (small q) and from scipy's sparse
+    one are the same, and so are the contributions' targets; M(theta) equals the dense
+    Lambda'Z'Z Lambda + I."""
+    from sparsemixed import relcov as rc
+
+    formula, _ = MODELS[name]
+    try:
+        model = _build(formula, df)
+    except sm.DataError:
+        assume(False)
+    A = model.crossprod.ZtZ.copy()
+    if data.draw(st.booleans(), label="stored zeros"):      # Z'WZ can store exact zeros (x = 0 rows)
+        A.data[::3] = 0.0
+    dense = rc.RelCov.build(model.terms, A)
+    saved = rc.DENSE_PATTERN_Q
+    try:
+        rc.DENSE_PATTERN_Q = -1
+        sparse = rc.RelCov.build(model.terms, A)
+    finally:
+        rc.DENSE_PATTERN_Q = saved
+    for k in ("M_indptr", "M_indices", "src", "t1", "t2", "target", "diag_pos"):
+        np.testing.assert_array_equal(getattr(dense, k), getattr(sparse, k))
+    theta = data.draw(_theta_strategy(model), label="theta")
+    Lam = dense.Lambda(theta).toarray()
+    M = Lam.T @ A.toarray() @ Lam + np.eye(model.q)
+    got = dense.M(theta).toarray()
+    np.testing.assert_allclose(got, np.tril(M), rtol=1e-12, atol=1e-12 * np.abs(M).max())

@@ -6,8 +6,9 @@
     (u, b)    = engine.random_effects(state)        conditional modes
     result    = engine.result_class.from_state(model, state, optsummary, reml)
 
-Two implementations of the :class:`Engine` protocol: :class:`~.dense.DenseEngine` (X dense,
-R_ZX and R_X formed: linalg/pls.py, gradient.py, objective.py) and
+Three implementations of the :class:`Engine` protocol: :class:`~.dense.DenseEngine` (X dense,
+R_ZX and R_X formed: linalg/pls.py, gradient.py, objective.py), :class:`~.small.SmallEngine`
+(its subclass for small q: one dense Cholesky of the augmented system) and
 :class:`~.sparse_x.SparseXEngine` (X sparse, the fixed effects inside one sparse factor
 of Maug: linalg/augmented.py, sparse_x.py).  A state owns the factor workspace it was
 computed with (linalg/factor.py: a :class:`~sparsemixed.linalg.factor.FactorPool` leases
@@ -61,9 +62,18 @@ class Engine(Protocol):
 
 def make_engine(crossprod, relcov, terms, theta0, sparse_X: bool, ordering: str = "auto",
                 memory_limit=None) -> Engine:
-    """Symbolic analysis once, then the engine for dense or sparse X."""
+    """Symbolic analysis once, then the engine for dense or sparse X; for a small dense
+    system (q + p + 1 <= SMALL_M, or ``ordering="dense"``) the small-model engine, which needs none."""
     from .dense import DenseEngine
+    from .small import SMALL_M, SmallEngine
 
+    if ordering == "dense" and sparse_X:
+        from ..errors import SparseMixedError
+
+        raise SparseMixedError("ordering='dense' needs a dense X: use sparse_X=False, or another ordering")
+    if not sparse_X and (ordering == "dense" or (ordering == "auto" and crossprod.q + crossprod.p + 1 <= SMALL_M)):
+        _dense_memory_guard(crossprod.q + crossprod.p + 1, memory_limit)
+        return SmallEngine.build(crossprod, relcov)
     M0 = relcov.M(theta0)
     q1, k1, perm = leading_block(terms)
     factor, table = select_factor(M0, q1, k1, ordering, memory_limit, perm)
@@ -72,3 +82,18 @@ def make_engine(crossprod, relcov, terms, theta0, sparse_X: bool, ordering: str 
     from .sparse_x import SparseXEngine
 
     return SparseXEngine.build(crossprod, relcov, factor, table, theta0, ordering, memory_limit)
+
+
+def _dense_memory_guard(m: int, memory_limit) -> None:
+    """The small engine's memory guard: the augmented m x m matrix, its factor and M^-1."""
+    from ..errors import MemoryLimitError
+    from ..linalg.symbolic import available_memory, fmt_bytes, parse_memory
+
+    need = 3 * 8 * m * m
+    if memory_limit is None and need < 2**26:         # (reading the free memory costs more than a small fit's evaluation)
+        return
+    budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+    if need > budget:
+        raise MemoryLimitError(f"the dense factor of the augmented system ({m:,} x {m:,}) would need "
+                               f"{fmt_bytes(need)}, more than the memory limit of {fmt_bytes(budget)}; "
+                               "raise memory_limit=")

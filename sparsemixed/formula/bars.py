@@ -7,7 +7,12 @@
 * ``g1:g2``        the interaction of two grouping factors;
 * ``a/b``          nesting, ``a + b:a`` (lme4 names the nested factor ``b:a``).
 
-The fixed part is handed to formulaic unchanged; only the bar terms are parsed here.
+The fixed part is handed to formulaic unchanged (but for R's ``^``, below); only the bar
+terms are parsed here.
+
+``^`` inside a function call (``I(x^2)``, ``log(x^2)``) is R's power, which Python spells
+``**`` (in Python ``^`` is bitwise xor: formulaic would fit ``x xor 2`` for an integer x,
+silently); between terms, ``(a + b)^2`` stays formulaic's interaction power, as in R.
 """
 from __future__ import annotations
 
@@ -139,11 +144,34 @@ def _expr_columns(expr: str) -> list[str]:
     return out
 
 
+def r_power(text: str) -> str:
+    """``^`` inside a function call's parentheses -> ``**`` (R's power); elsewhere, and
+    inside quotes or backticks, unchanged."""
+    out, stack, quote = [], [], None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            j = i - 1
+            while j >= 0 and text[j] == " ":
+                j -= 1
+            stack.append(j >= 0 and (text[j].isalnum() or text[j] in "_."))   # a call: name(
+        elif ch == ")" and stack:
+            stack.pop()
+        elif ch == "^" and any(stack):
+            out.append("**")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Parse an lme4 formula string; see the module docstring for the syntax."""
     if not isinstance(formula, str):
         raise FormulaError(f"the formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}")
-    text = formula.strip()
+    text = r_power(formula.strip())
     _check_parens(text, formula)
     sides = _split_top(text, "~")
     if len(sides) != 2 or not sides[0].strip() or not sides[1].strip():

@@ -17,6 +17,7 @@ aligned with the data by label.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ _LEVEL = re.compile(r"^(.*)\[(?:T\.)?(.*)\]$")
 
 
 def r_name(col: str) -> str:
-    """formulaic column name -> R's: ``Intercept`` -> ``(Intercept)``, ``f[T.b]`` -> ``fb``."""
+    """formulaic column name -> R's: ``Intercept`` -> ``(Intercept)``, ``f[T.b]`` -> ``fb``,
+    ``I(x ** 2)`` -> ``I(x^2)`` (bars.r_power)."""
     if col == "Intercept":
         return "(Intercept)"
+    col = col.replace(" ** ", "^")
     parts = []
     for part in col.split(":"):
         m = _LEVEL.match(part)
@@ -43,11 +46,18 @@ def r_name(col: str) -> str:
     return ":".join(parts)
 
 
-def _required(formula: str, what: str) -> set[str]:
+@functools.lru_cache(maxsize=512)
+def parse_formula(text: str):
+    """formulaic's parse of ``text``, once per distinct text (a parse costs about as much as
+    a small model's fit; formulaic's Formula is not changed by encoding with it)."""
     import formulaic
 
+    return formulaic.Formula(text)
+
+
+def _required(formula: str, what: str) -> set[str]:
     try:
-        return set(formulaic.Formula(formula).required_variables)
+        return set(parse_formula(formula).required_variables)
     except Exception as exc:  # formulaic's parser errors
         raise FormulaError(f"cannot parse the {what} {formula!r}: {exc}") from None
 
@@ -300,6 +310,51 @@ def _response(frame: pd.DataFrame, response: str, formula: str) -> None:
             )
 
 
+def _numbers(m) -> np.ndarray:
+    """A dense model matrix (a DataFrame) as floats (``to_numpy``: np.asarray of a DataFrame
+    costs 30 times more)."""
+    return m.to_numpy(dtype=float) if isinstance(m, pd.DataFrame) else np.asarray(m, dtype=float)
+
+
+def _encode(parsed: ParsedFormula, sub: pd.DataFrame, sparse: bool):
+    """formulaic's model matrices of the fixed part and of each random term's expression:
+    in one call on a structured formula when X is dense (one materializer for all parts
+    costs about a third of one per part), else part by part; any failure is redone part by
+    part, so that the error names the part that fails."""
+    import formulaic
+
+    if not sparse:
+        parts = (("fixed", parsed.fixed_formula),) + tuple((f"r{i}", b.expr) for i, b in enumerate(parsed.bars))
+        try:
+            mms = formulaic.model_matrix(_structured(parts), sub, na_action="raise")
+            return mms["fixed"], [mms[f"r{i}"] for i in range(len(parsed.bars))]
+        except Exception:     # noqa: BLE001 -- redone below, part by part, for a specific error
+            pass
+    try:
+        mm = formulaic.model_matrix(parse_formula(parsed.fixed_formula), sub, na_action="raise",
+                                    **({"output": "sparse"} if sparse else {}))
+    except MemoryError:         # a dense X too large (e.g. a many-level factor): not a formula error
+        raise
+    except Exception as exc:
+        raise FormulaError(f"cannot encode the fixed-effects part {parsed.fixed_formula!r}: {exc}") from None
+    tms = []
+    for bar in parsed.bars:
+        try:
+            tms.append(formulaic.model_matrix(parse_formula(bar.expr), sub, na_action="raise"))
+        except Exception as exc:
+            raise FormulaError(f"cannot encode random-effects term {bar}: {exc}") from None
+    return mm, tms
+
+
+@functools.lru_cache(maxsize=256)
+def _structured(parts: tuple):
+    """The parts, each parsed alone (a part parsed inside a structured formula gets no
+    implicit intercept), as one structured formula."""
+    import formulaic
+
+    return formulaic.Formula({name: parse_formula(text) for name, text in parts})
+
+
 def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
                       na_action: str = "omit", sparse_X=False) -> ModelFrame:
     """``sparse_X``: False (X dense), True (X a scipy CSR matrix, never densified) or
@@ -318,7 +373,7 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
     used = sorted(fixed_vars | term_vars, key=lambda v: list(frame.columns).index(v) if v in frame.columns else -1)
     _missing_columns(fixed_vars | term_vars, frame, formula)
     _response(frame, parsed.response, formula)
-    sub = frame[used]
+    sub = frame.iloc[:, [frame.columns.get_loc(c) for c in used]]     # (by position: cheaper than by label)
     covariates = (fixed_vars - {parsed.response}) | {v for bar in parsed.bars
                                                      for v in _required(bar.expr, f"random-effects term {bar}")}
     exprs = [parsed.fixed] + [bar.expr for bar in parsed.bars]
@@ -354,14 +409,8 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
     from ..sparse_x import encode_sparse
 
     sparse = encode_sparse(sparse_X, sub, fixed_vars - {parsed.response}, numeric_cols)
-    try:
-        mm = formulaic.model_matrix(parsed.fixed_formula, sub, na_action="raise",
-                                    **({"output": "sparse"} if sparse else {}))
-    except MemoryError:         # a dense X too large (e.g. a many-level factor): not a formula error
-        raise
-    except Exception as exc:
-        raise FormulaError(f"cannot encode the fixed-effects part {parsed.fixed_formula!r}: {exc}") from None
-    y = np.asarray(mm.lhs.toarray() if sparse else mm.lhs, dtype=float)
+    mm, term_mms = _encode(parsed, sub, sparse)
+    y = np.asarray(mm.lhs.toarray(), dtype=float) if sparse else _numbers(mm.lhs)
     if y.ndim == 2 and y.shape[1] != 1:
         raise DataError(f"the response {parsed.response!r} must be one numeric column, got {y.shape[1]} columns")
     y = y.reshape(-1)
@@ -370,17 +419,13 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
 
         X = sp.csr_matrix(mm.rhs, dtype=float)
     else:
-        X = np.asarray(mm.rhs, dtype=float)
+        X = _numbers(mm.rhs)
     # -- end sparse X ----------------------------------------------------------------
     X_names = [r_name(c) for c in mm.rhs.model_spec.column_names]
 
     terms, rows = [], []
-    for bar in parsed.bars:
+    for bar, tm in zip(parsed.bars, term_mms):
         group, codes = GroupingFactor.from_data(bar.factors, sub)
-        try:
-            tm = formulaic.model_matrix(bar.expr, sub, na_action="raise")
-        except Exception as exc:
-            raise FormulaError(f"cannot encode random-effects term {bar}: {exc}") from None
         if not hasattr(tm, "model_spec") or not hasattr(tm, "columns"):
             raise FormulaError(f"random-effects term {bar} must have one expression before '|', e.g. '(1 + x | g)'")
         cols = [r_name(c) for c in tm.columns]
@@ -388,7 +433,7 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
             raise FormulaError(f"random-effects term {bar} has no columns")
         terms.append(RandomTerm(bar.expr, group, cols,
                                 EncodingSpec(tm.model_spec, numeric_cols, f"the random-effects term {bar}")))
-        rows.append(TermRows(codes, np.asarray(tm, dtype=float).reshape(len(sub), -1)))
+        rows.append(TermRows(codes, _numbers(tm).reshape(len(sub), -1)))
     kept = ~na
     w = None if "weights" not in extra else extra["weights"].to_numpy(dtype=float)[kept]
     off = None if "offset" not in extra else extra["offset"].to_numpy(dtype=float)[kept]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from ..linalg.jit import njit, prange
 
 from ..errors import NumericalError
 from ..gradient import trace_dM

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from ..linalg.jit import njit, prange
 
 from ..linalg.threads import kernel_threads, serial_twin
 

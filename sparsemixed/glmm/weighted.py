@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from ..linalg.jit import njit, prange
 
 from ..crossprod import CrossProducts
 from ..engine.reweight import values_on_pattern

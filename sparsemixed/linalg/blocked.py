@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import numba
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..errors import NumericalError
 from . import dense

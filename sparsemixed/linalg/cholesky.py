@@ -133,7 +133,7 @@ class SparseCholesky:
 
 
 def _takahashi_kernel():
-    from numba import njit
+    from .jit import njit
 
     @njit(cache=True)
     def kernel(indptr, indices, data, Z, k, Z22):

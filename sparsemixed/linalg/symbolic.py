@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from .jit import njit
 
 BYTES_PER_ENTRY = 16      # 8 for the value, 4 for its row index, ~1/3 for supernodal padding
 

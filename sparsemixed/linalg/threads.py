@@ -21,6 +21,8 @@ import types
 
 import numba
 
+from .jit import njit
+
 PARALLEL_MIN_WORK = 200_000
 _CONTROLLER = None
 _BLAS = None
@@ -113,7 +115,18 @@ def serial_twin(kernel):
     f = kernel.py_func
     twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
     twin.__qualname__ = f.__qualname__ + "_serial"
-    return numba.njit(cache=True)(twin)
+    return njit(cache=True)(twin)
+
+
+BLAS_MIN_WORK = 5e7      # flops below which threaded BLAS/LAPACK only waits on 2 cores (and
+                         # far longer beside busy processes: benchmarks/results/2026-12-06-small-panel-after-load2.md)
+
+
+def blas_threads_for(work: float):
+    """:func:`one_blas_thread` for work (flops) under BLAS_MIN_WORK, else the user's count."""
+    import contextlib
+
+    return one_blas_thread() if work < BLAS_MIN_WORK else contextlib.nullcontext()
 
 
 def kernel_threads(work: float) -> int:
