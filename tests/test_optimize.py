@@ -127,3 +127,22 @@ def test_fit_reaches_the_lower_of_two_local_minima(name, formula, ordering):
         plain = model.fit(control=sm.FitControl(face_probe=False, second_start=False))
     if ordering == "natural":
         assert plain.objective > best.fun + 0.1
+
+
+@pytest.mark.parametrize("s", [1e-3, 1e3, 1e4])
+def test_default_fit_is_equivariant_to_a_slope_covariates_units(s):
+    """x -> s x in ``y ~ x + (x | g)``: the same model (theta's slope row / s, REML criterion
+    + 2 log s from log|R_X|^2); the default L-BFGS-B runs on theta / start.theta_scale, so it
+    needs about as many evaluations as in the original units (in theta it took 76-215 where
+    the original took 22)."""
+    rng = np.random.default_rng(5)
+    n = 600
+    g = rng.integers(0, 30, n)
+    x = rng.uniform(0, 10, n)
+    y = 2 + 0.5 * x + rng.normal(0, 1, 30)[g] + rng.normal(0, 0.3, 30)[g] * x + rng.normal(size=n)
+    base = pd.DataFrame({"y": y, "x": x, "g": [f"g{v}" for v in g]})
+    r0 = sm.lmer("y ~ x + (x|g)", base).fit()
+    r = sm.lmer("y ~ x + (x|g)", base.assign(x=base.x * s)).fit()
+    assert r.objective == pytest.approx(r0.objective + 2 * np.log(s), abs=1e-6)
+    np.testing.assert_allclose(r.theta * np.array([1, s, s]), r0.theta, rtol=1e-4, atol=1e-6)
+    assert r.optsummary.feval <= 2 * r0.optsummary.feval + 5
