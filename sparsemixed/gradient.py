@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from .linalg.pls import lambda_times
+
 DIAG_TRACE_MIN = 1e-3
 
 
@@ -47,19 +49,19 @@ def gradient_parts(state, crossprod, relcov, reml: bool):
     theta, chol = state.theta, state.factor
     ntheta = theta.size
     g = dlogdet_M(theta, relcov, chol)
-    Lam = relcov.Lambda(theta)
+    Lam = lambda B, transpose=False: lambda_times(relcov, theta, B, transpose)
     ZtZ = crossprod.ZtZ
     v = state.cu - (state.RZX @ state.beta if state.beta.size else 0.0)
     u = np.asarray(chol.solve_Lt(v)).ravel()
-    b = Lam @ u
+    b = Lam(u)
     r = crossprod.Zty - (crossprod.ZtX @ state.beta if state.beta.size else 0.0) - ZtZ @ b
     rows, cols, lind = relcov.Lrows, relcov.Lcols, relcov.Lind
     dr2 = -2.0 * np.bincount(lind, weights=r[rows] * u[cols], minlength=ntheta)
     dlogRX = np.zeros(ntheta)
     if reml and crossprod.p:
         C = np.asarray(chol.solve_Lt(state.RZX)).reshape(relcov.q, -1)
-        H = crossprod.ZtX - ZtZ @ (Lam @ C)
-        G = np.asarray(Lam.T @ H)
+        H = crossprod.ZtX - ZtZ @ Lam(C)
+        G = Lam(np.asarray(H), transpose=True)
         Rinv = sla.solve_triangular(state.RX, np.eye(state.RX.shape[0]), lower=False)
         GK = G @ (Rinv @ Rinv.T)
         dlogRX = -2.0 * np.bincount(lind, weights=np.einsum("ij,ij->i", GK[cols], H[rows]), minlength=ntheta)

@@ -749,3 +749,25 @@ def test_lower_pattern_dense_and_sparse_products_agree(name, df, data):
     M = Lam.T @ A.toarray() @ Lam + np.eye(model.q)
     got = dense.M(theta).toarray()
     np.testing.assert_allclose(got, np.tril(M), rtol=1e-12, atol=1e-12 * np.abs(M).max())
+
+
+@pytest.mark.parametrize("name", ["slope", "slope_and_crossed", "factor_valued", "crossed"])
+@settings(max_examples=10, **SETTINGS)
+@given(df=unbalanced_frames(), data=st.data())
+def test_lambda_times_equals_the_sparse_lambda(name, df, data):
+    """pls.lambda_times (a compiled pass over Lambda's nonzeros, or a row scaling) against
+    relcov.Lambda(theta) as a scipy matrix: Lambda B and Lambda' B, vectors and matrices."""
+    from sparsemixed.linalg.pls import lambda_times
+
+    formula, _ = MODELS[name]
+    try:
+        model = _build(formula, df)
+    except sm.DataError:
+        assume(False)
+    theta = data.draw(_theta_strategy(model), label="theta")
+    Lam = model.relcov.Lambda(theta).toarray()
+    rng = np.random.default_rng(0)
+    for B in (rng.normal(size=model.q), rng.normal(size=(model.q, 3))):
+        np.testing.assert_allclose(lambda_times(model.relcov, theta, B), Lam @ B, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(lambda_times(model.relcov, theta, B, transpose=True), Lam.T @ B,
+                                   rtol=1e-13, atol=1e-13)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import NumericalError
+from .jit import njit
 
 
 @dataclass(eq=False)
@@ -73,15 +74,30 @@ def trsolve(R: np.ndarray, b: np.ndarray, trans: int = 0) -> np.ndarray:
 
 
 def lambda_times(relcov, theta, B: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """Lambda(theta) B (``transpose``: Lambda' B): a row scaling when Lambda is diagonal,
-    with no sparse matrix built."""
+    """Lambda(theta) B (``transpose``: Lambda' B), with no sparse matrix built: a row scaling
+    when Lambda is diagonal, else one compiled pass over its nonzeros (a scipy matrix built
+    per call cost more than the product on small models)."""
     theta = np.asarray(theta, dtype=float)
     if relcov.diagonal_Lambda:
         lam = np.zeros(relcov.q)
         lam[relcov.Lrows] = theta[relcov.Lind]
         return lam[:, None] * B if B.ndim == 2 else lam * B
-    L = relcov.Lambda(theta)
-    return np.asarray((L.T if transpose else L) @ B)
+    B = np.asarray(B, dtype=float)
+    B2 = np.ascontiguousarray(B.reshape(B.shape[0], -1))
+    rows, cols = (relcov.Lcols, relcov.Lrows) if transpose else (relcov.Lrows, relcov.Lcols)
+    out = _lambda_product(rows, cols, theta[relcov.Lind], B2, relcov.q)
+    return out.reshape(B.shape) if B.ndim == 1 else out
+
+
+@njit(cache=True)
+def _lambda_product(rows, cols, vals, B, q):
+    """sum over the nonzeros e of vals[e] B[cols[e]] into row rows[e] (in stored order)."""
+    out = np.zeros((q, B.shape[1]))
+    for e in range(rows.size):
+        r, c, v = rows[e], cols[e], vals[e]
+        for j in range(B.shape[1]):
+            out[r, j] += v * B[c, j]
+    return out
 
 
 def random_effects(state: PLSState, relcov) -> tuple[np.ndarray, np.ndarray]:
