@@ -762,3 +762,21 @@ def test_moment_step_shrinks_with_the_levels_and_still_reaches_the_optimum():
     sleep = sm.lmer("Reaction ~ Days + (Days | Subject)", sm.datasets.load("sleepstudy"))
     t0, est0 = sleep.moment_start()
     assert np.isnan(moment_step(sleep.terms, t0, est0)).all()
+
+
+def test_unused_categories_of_a_grouping_factor_are_dropped_in_order():
+    """A categorical grouping column with unused categories (first, middle, last) gives the
+    levels in the categories' order without them, and the fit of the column as text."""
+    from sparsemixed.terms.grouping import encode_column
+
+    s = pd.Series(pd.Categorical(["c", "a", "c", "e", "a"], categories=["z", "c", "b", "a", "e", "y"]))
+    codes, labels = encode_column(s, "g")
+    assert labels == ["c", "a", "e"]
+    np.testing.assert_array_equal(codes, [0, 1, 0, 2, 1])
+    df = unbalanced(3)
+    cats = ["zz"] + sorted(df["g"].unique(), reverse=True)
+    cats.insert(2, "mid")
+    a = quiet_fit(sm.lmer(FORMULA, df.assign(g=pd.Categorical(df["g"], categories=cats + ["yy"]))))
+    b = quiet_fit(sm.lmer(FORMULA, df))
+    assert a.objective == pytest.approx(b.objective, rel=1e-10)
+    assert sorted(a.ranef["g"].index) == sorted(b.ranef["g"].index)

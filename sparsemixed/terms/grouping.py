@@ -27,9 +27,14 @@ def _level_labels(values) -> list[str]:
 def encode_column(col: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
     """Codes (int64, 0-based) and level labels of one column used as a factor."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.cat.remove_unused_categories()
         codes = col.cat.codes.to_numpy(dtype=np.int64)
-        labels = _level_labels(col.cat.categories)
+        categories = col.cat.categories
+        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+        if not used.all():                 # unused categories dropped, the others in their order
+            new = np.cumsum(used) - 1
+            codes = np.where(codes >= 0, new[np.maximum(codes, 0)], -1)
+            categories = categories[used]
+        labels = _level_labels(categories)
     else:
         values = col.to_numpy()
         try:
