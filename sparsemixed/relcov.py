@@ -86,10 +86,9 @@ class RelCov:
         L_col, L_lind, L_ptr = Lc[order], Lind[order], Lcsr.indptr.astype(np.int64)
         A = A.tocsr()
         M_indptr, M_indices = _lower_pattern(q, Lcsr, A)
-        src, t12, t2, target = _contributions(A.indptr.astype(np.int64), A.indices.astype(np.int64),
-                                              L_ptr, L_col.astype(np.int64), L_lind.astype(np.int64),
-                                              M_indptr, M_indices)
-        diag_pos = _positions(M_indptr, M_indices, np.arange(q, dtype=np.int64), np.arange(q, dtype=np.int64))
+        src, t12, t2, target, diag_pos = _contributions(
+            A.indptr.astype(np.int64), A.indices.astype(np.int64), L_ptr, L_col.astype(np.int64),
+            L_lind.astype(np.int64), M_indptr, M_indices)
         if (target < 0).any() or (diag_pos < 0).any():
             raise AssertionError("RelCov: a contribution to M outside its symbolic pattern")
         return cls(q, Lr, Lc, Lind, M_indptr, M_indices, src, t12, t2, target, diag_pos,
@@ -229,24 +228,20 @@ def _find(M_indptr, M_indices, r, c):
 
 
 @njit(cache=True)
-def _positions(M_indptr, M_indices, rows, cols):
-    out = np.empty(rows.size, dtype=np.int64)
-    for i in range(rows.size):
-        out[i] = _find(M_indptr, M_indices, rows[i], cols[i])
-    return out
-
-
-@njit(cache=True)
 def _contributions(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices):
     """Every contribution A_ab Lambda_ar Lambda_bc to M_rc with r >= c, in the order of A's
     stored entries, then of row a's and row b's Lambda entries: (src = position in A.data,
-    theta index of Lambda_ar, of Lambda_bc, target = position in M.data)."""
+    theta index of Lambda_ar, of Lambda_bc, target = position in M.data), and the
+    positions of M's diagonal."""
     none = np.empty(0, dtype=np.int64)
     n = _walk(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices, none, none, none, none, False)
     src, t1 = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     t2, target = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     _walk(A_ptr, A_idx, L_ptr, L_col, L_lind, M_indptr, M_indices, src, t1, t2, target, True)
-    return src, t1, t2, target
+    diag_pos = np.empty(A_ptr.size - 1, dtype=np.int64)
+    for r in range(diag_pos.size):
+        diag_pos[r] = _find(M_indptr, M_indices, r, r)
+    return src, t1, t2, target, diag_pos
 
 
 @njit(cache=True)

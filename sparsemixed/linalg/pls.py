@@ -83,10 +83,11 @@ def lambda_times(relcov, theta, B: np.ndarray, transpose: bool = False) -> np.nd
         lam[relcov.Lrows] = theta[relcov.Lind]
         return lam[:, None] * B if B.ndim == 2 else lam * B
     B = np.asarray(B, dtype=float)
-    B2 = np.ascontiguousarray(B.reshape(B.shape[0], -1))
     rows, cols = (relcov.Lcols, relcov.Lrows) if transpose else (relcov.Lrows, relcov.Lcols)
-    out = _lambda_product(rows, cols, theta[relcov.Lind], B2, relcov.q)
-    return out.reshape(B.shape) if B.ndim == 1 else out
+    if B.ndim == 1:        # the same sums in the same order as the kernel, without loading it
+        return np.bincount(rows, weights=theta[relcov.Lind] * B[cols], minlength=relcov.q)
+    return _lambda_product(rows, cols, theta[relcov.Lind], np.ascontiguousarray(B.reshape(B.shape[0], -1)),
+                           relcov.q)
 
 
 @njit(cache=True)
