@@ -3,7 +3,8 @@
 # corners (a zero diagonal of T), and a 3 x 3 (1 + x + z | a), where L-BFGS-B stopped with a
 # scaled gradient of 0.04.  The data (tests/reference/optimizer_cases/*.csv: factor_slopes_*
 # from a crossed, partly singular model; *_s8_* are benchmarks/lme4_agreement.py --seed 8's
-# data sets 38 and 62) are fitted by ML and REML with lme4's three optimizers, and the best
+# data sets 38 and 62; factor_slopes_s7_16 is seed 7's data set 16, where the default fit of
+# 2026-12-06, from lme4's start in scaled units, stopped 38.5 above without its second start) are fitted by ML and REML with lme4's three optimizers, and the best
 # criterion among them is the reference (allFit's idea).
 #   Rscript tests/reference/make_optimizer_reference.R   (from the repository root)
 suppressMessages({library(lme4); library(jsonlite)})
