@@ -123,14 +123,15 @@ def choose_optimizer(model) -> str:
     return "lbfgsb"
 
 
-def _start(model, start, optimizer):
-    """(x0, initial trust-region step or None)."""
+def _start(model, start, optimizer, scale=None):
+    """(x0, initial trust-region step or None); ``scale``: start.theta_scale's, if known."""
     if isinstance(start, str):
         if start not in ("lme4", "moments", "scaled"):
             raise SparseMixedError(f"start must be 'lme4', 'moments', 'scaled' or a vector of "
                                    f"{model.theta0.size} numbers, got {start!r}")
         if start == "scaled":         # lme4's start in the units of start.theta_scale
-            return model.theta0 * theta_scale(model.terms, model.crossprod), None
+            d = theta_scale(model.terms, model.crossprod) if scale is None else scale
+            return model.theta0 * d, None
         if start == "moments":
             x0, estimated = model.moment_start()
             # near the optimum: a first trust region as small as the start's error (nlopt's default elsewhere)
@@ -164,7 +165,7 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         elif optimizer == "lbfgsb":
             scale = theta_scale(model.terms, model.crossprod)
             start = "scaled" if start is None else start
-    x0, step = _start(model, start, optimizer)
+    x0, step = _start(model, start, optimizer, scale)
     summary = OptSummary(initial=np.array(x0, float), lower=model.lower, method=optimizer,
                          ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=int(control.maxeval),
                          initial_step=step, scale=scale)

@@ -202,18 +202,18 @@ def _lower_pattern(q: int, Lcsr: sp.csr_matrix, A: sp.csr_matrix) -> tuple[np.nd
     (a symbolic product: every contribution A_ab Lambda_ar Lambda_bc is a path a -> b),
     the diagonal, and Lambda's own pattern, so that a selected inverse has all of
     diag(Lambda M^-1 Lambda')'s inputs."""
+    # the stored entries, zeros included (Z'WZ can store exact zeros)
+    ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
+    Ls, As = ones(Lcsr), ones(A)
     if q <= DENSE_PATTERN_Q:
-        structure = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape).toarray()
-        L, S = structure(Lcsr), structure(A)           # stored entries, zeros included (Z'WZ can store 0)
+        L, S = Ls.toarray(), As.toarray()
         with one_blas_thread():                        # (threaded BLAS at this size only waits)
             P = (L.T @ S @ L + L + L.T + np.eye(q)) != 0
         cols, rows = np.nonzero(np.tril(P).T)          # column-major, rows ascending
         indptr = np.zeros(q + 1, dtype=np.int64)
         np.cumsum(np.bincount(cols, minlength=q), out=indptr[1:])
         return indptr, rows.astype(np.int64)
-    ones = lambda m: sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
-    Ls = ones(Lcsr)
-    low = sp.tril(Ls.T @ ones(A) @ Ls + sp.identity(q, format="csr") + Ls + Ls.T).tocsc()
+    low = sp.tril(Ls.T @ As @ Ls + sp.identity(q, format="csr") + Ls + Ls.T).tocsc()
     low.sort_indices()
     return low.indptr.astype(np.int64), low.indices.astype(np.int64)
 

@@ -1,9 +1,7 @@
 """The small-model engine (engine/small.py: one dense factor of the augmented system) against
 the sparse engines on the same models: the criterion, its gradient, the state (beta, u,
 log-determinants) and fits; the gradient against central differences; DenseCholesky
-against numpy; the criterion's bits from several threads."""
-from concurrent.futures import ThreadPoolExecutor
-
+against numpy (its criterion's bits from several threads: tests/test_threads.py)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,25 +126,6 @@ def test_dense_cholesky_serves_the_factor_protocol():
     g.factorize(low)
     np.testing.assert_array_equal(g.L, f.L)
     np.testing.assert_array_equal(f.perm(), np.arange(q))
-
-
-def test_dense_engine_gives_the_same_bits_from_threads():
-    m = sm.lmer("y ~ x + (1 + x | g) + (1 | h)", _data(2, 400, 12, 7))
-    assert isinstance(m.engine, SmallEngine)
-    thetas = [_theta(m, np.random.default_rng(k)) for k in range(10)]
-    seq = [m.objective_and_gradient(t) for t in thetas]
-    with ThreadPoolExecutor(4) as ex:
-        par = list(ex.map(m.objective_and_gradient, thetas * 3))
-    for (f, g), (fs, gs) in zip(par, seq * 3):
-        assert f == fs
-        np.testing.assert_allclose(g, gs, rtol=1e-13, atol=1e-13 * np.abs(gs).max())
-    # fits: test_threads.py's bounds (OpenBLAS's dpotri, for the gradient's M^-1, runs
-    # threaded in threads its limit does not reach: last bits of the gradient, so of the path)
-    r0 = m.fit()
-    with ThreadPoolExecutor(3) as ex:
-        for r in ex.map(lambda _: m.fit(), range(3)):
-            assert r.objective == pytest.approx(r0.objective, rel=1e-12)
-            np.testing.assert_allclose(r.theta, r0.theta, rtol=1e-8, atol=1e-10)
 
 
 def test_ordering_dense_refuses_a_sparse_X():

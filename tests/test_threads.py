@@ -45,9 +45,13 @@ def _fits_agree(model, nthreads=4, **fit_kw):
     return seq
 
 
-@pytest.mark.parametrize("formula", ["y ~ x + (1 | a) + (1 | b)", "y ~ x + (1 + x | a) + (1 | b)"])
-def test_threads_fitting_one_small_model_agree_with_sequential(formula):
-    model = sm.lmer(formula, _crossed(1500, 60, 25, seed=3, slope="+ x |" in formula))
+@pytest.mark.parametrize("formula, sizes, engine", [
+    ("y ~ x + (1 | a) + (1 | b)", (1500, 60, 25), "SmallEngine"),        # m = 88: the dense engine
+    ("y ~ x + (1 + x | a) + (1 | b)", (600, 20, 10), "SmallEngine"),     # m = 53, a vector term
+    ("y ~ x + (1 + x | a) + (1 | b)", (1500, 60, 25), "DenseEngine")])   # m = 148: the blocked factor
+def test_threads_fitting_one_small_model_agree_with_sequential(formula, sizes, engine):
+    model = sm.lmer(formula, _crossed(*sizes, seed=3, slope="+ x |" in formula))
+    assert type(model.engine).__name__ == engine
     _fits_agree(model)
     # evaluations interleaved at many thetas, also through the gradient
     thetas = [np.full(model.theta0.size, 0.2 + 0.15 * k) * np.where(np.isfinite(model.lower), 1, 0.1)

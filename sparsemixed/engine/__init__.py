@@ -87,12 +87,12 @@ def make_engine(crossprod, relcov, terms, theta0, sparse_X: bool, ordering: str 
 def _dense_memory_guard(m: int, memory_limit) -> None:
     """The small engine's memory guard: the augmented m x m matrix, its factor and M^-1."""
     from ..errors import MemoryLimitError
-    from ..linalg.symbolic import available_memory, fmt_bytes, parse_memory
+    from ..linalg.symbolic import fmt_bytes, memory_budget
 
     need = 3 * 8 * m * m
     if memory_limit is None and need < 2**26:         # (reading the free memory costs more than a small fit's evaluation)
         return
-    budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+    budget = memory_budget(memory_limit)
     if need > budget:
         raise MemoryLimitError(f"the dense factor of the augmented system ({m:,} x {m:,}) would need "
                                f"{fmt_bytes(need)}, more than the memory limit of {fmt_bytes(budget)}; "

@@ -89,13 +89,9 @@ class SmallEngine(DenseEngine):
 
     def gradient(self, state: SmallState, reml: bool) -> np.ndarray:
         cp = self.crossprod
-        q = cp.q
-        Minv, info = sla.lapack.dpotri(state.F[:q, :q], lower=1)
-        if info != 0:
-            raise NumericalError(f"inverting M failed (LAPACK dpotri info={info})")
         nu = cp.n - (cp.p if reml else 0)
-        return _gradient(state.F, Minv, self.omega, state.theta, *self._L, state.beta, state.RX,
-                         q, cp.p, float(nu), state.r2, bool(reml and cp.p))
+        return _gradient(state.F, state.factor.inverse_lower(), self.omega, state.theta, *self._L, state.beta,
+                         state.RX, cp.q, cp.p, float(nu), state.r2, bool(reml and cp.p))
 
     def reweighted(self, crossprod) -> DenseEngine:
         """For new weights (a GLMM's PIRLS step): linalg/pls.py's solve on the dense factor of M."""

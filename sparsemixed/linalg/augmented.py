@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from ..errors import MemoryLimitError, NumericalError, SparseMixedError
 from .cholesky import ORDERINGS
 from ..gradient import trace_dM
-from .symbolic import BYTES_PER_ENTRY, available_memory, fmt_bytes, parse_memory
+from .symbolic import BYTES_PER_ENTRY, fmt_bytes, memory_budget
 
 UNSUPPORTED = ("is not available on the sparse-X path, which never forms the dense q x p R_ZX "
                "nor the p x p R_X; build the model with sparse_X=False for it (memory permitting)")
@@ -168,7 +168,7 @@ class Augmented:
         before any numeric work when the factor would not fit in ``memory_limit``."""
         from .select import cholmod_candidates
 
-        budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+        budget = memory_budget(memory_limit)
         orderings = ORDERINGS if ordering in ("auto", "blocked") else (ordering,)
         A = self.matrix(theta0, relcov)
         facs, table, need = cholmod_candidates(A, orderings, limit_entries=budget // BYTES_PER_ENTRY)

@@ -2,8 +2,8 @@
 
     M = L L'        (P = I; M held as a dense q x q array, LAPACK dpotrf)
 
-For q up to a few hundred a dense factor costs microseconds, less than building or
-walking any sparse structure: the small-model engine (engine/small.py) uses it, and its
+For small q (engine/small.py's SMALL_M) a dense factor costs microseconds, less than
+building or walking any sparse structure: the small-model engine uses it, and its
 states carry one (conditional variances, predictions and GLMM steps then read it through
 the same protocol as CHOLMOD's or the blocked factor).
 """
@@ -31,7 +31,7 @@ class DenseCholesky:
         self._flat = np.asarray(indices, dtype=np.int64) + cols * q     # Fortran position of (row, col)
         self._rows, self._cols = np.asarray(indices, dtype=np.int64), cols
         self.L = None
-        self._inv = None
+        self._inv = None            # dpotri's M^-1 (lower triangle), kept while L is
 
     @classmethod
     def of(cls, L: np.ndarray, template: "DenseCholesky") -> "DenseCholesky":
@@ -78,24 +78,23 @@ class DenseCholesky:
     def perm(self) -> np.ndarray:
         return np.arange(self.q)
 
-    def inverse(self) -> np.ndarray:
-        """M^-1, dense and symmetric (dpotri; kept while the factor's values are)."""
+    def inverse_lower(self) -> np.ndarray:
+        """M^-1's lower triangle (dpotri; the upper holds L's leftovers), kept while L is."""
         if self._inv is None:
             Minv, info = _dpotri(self.L, lower=1)
             if info != 0:
                 raise NumericalError(f"inverting M failed (LAPACK dpotri info={info})")
-            low = np.tril(Minv)
-            self._inv = low + np.tril(low, -1).T
+            self._inv = Minv
         return self._inv
 
     def inverse_diagonal(self) -> np.ndarray:
-        return np.diag(self.inverse()).copy()
+        return np.diag(self.inverse_lower()).copy()
 
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
-        """M^-1 on M's stored lower pattern, in M.data order."""
+        """M^-1 on M's stored lower pattern (row >= column), in M.data order."""
         indptr = np.asarray(M_indptr, dtype=np.int64)
         cols = np.repeat(np.arange(self.q, dtype=np.int64), np.diff(indptr))
-        return self.inverse()[np.asarray(M_indices, dtype=np.int64), cols]
+        return self.inverse_lower()[np.asarray(M_indices, dtype=np.int64), cols]
 
 
 def _triangular(L: np.ndarray, B, trans: int) -> np.ndarray:

@@ -18,7 +18,6 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import NumericalError
-from .jit import njit
 
 
 @dataclass(eq=False)
@@ -75,8 +74,8 @@ def trsolve(R: np.ndarray, b: np.ndarray, trans: int = 0) -> np.ndarray:
 
 def lambda_times(relcov, theta, B: np.ndarray, transpose: bool = False) -> np.ndarray:
     """Lambda(theta) B (``transpose``: Lambda' B), with no sparse matrix built: a row scaling
-    when Lambda is diagonal, else one compiled pass over its nonzeros (a scipy matrix built
-    per call cost more than the product on small models)."""
+    when Lambda is diagonal, else a scatter-add over its nonzeros per column of B, in stored
+    order (a scipy matrix built per call cost more than the product on small models)."""
     theta = np.asarray(theta, dtype=float)
     if relcov.diagonal_Lambda:
         lam = np.zeros(relcov.q)
@@ -84,21 +83,11 @@ def lambda_times(relcov, theta, B: np.ndarray, transpose: bool = False) -> np.nd
         return lam[:, None] * B if B.ndim == 2 else lam * B
     B = np.asarray(B, dtype=float)
     rows, cols = (relcov.Lcols, relcov.Lrows) if transpose else (relcov.Lrows, relcov.Lcols)
-    if B.ndim == 1:        # the same sums in the same order as the kernel, without loading it
-        return np.bincount(rows, weights=theta[relcov.Lind] * B[cols], minlength=relcov.q)
-    return _lambda_product(rows, cols, theta[relcov.Lind], np.ascontiguousarray(B.reshape(B.shape[0], -1)),
-                           relcov.q)
-
-
-@njit(cache=True)
-def _lambda_product(rows, cols, vals, B, q):
-    """sum over the nonzeros e of vals[e] B[cols[e]] into row rows[e] (in stored order)."""
-    out = np.zeros((q, B.shape[1]))
-    for e in range(rows.size):
-        r, c, v = rows[e], cols[e], vals[e]
-        for j in range(B.shape[1]):
-            out[r, j] += v * B[c, j]
-    return out
+    vals = theta[relcov.Lind]
+    column = lambda b: np.bincount(rows, weights=vals * b[cols], minlength=relcov.q)
+    if B.ndim == 1:
+        return column(B)
+    return np.column_stack([column(B[:, j]) for j in range(B.shape[1])]) if B.shape[1] else np.zeros((relcov.q, 0))
 
 
 def random_effects(state: PLSState, relcov) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ import warnings
 from ..errors import CostWarning, MemoryLimitError, SparseMixedError
 from .blocked import MAX_DENSE_Q2, BlockedCholesky
 from .cholesky import ORDERINGS, SUPERNODAL_SWITCH, SparseCholesky
-from .symbolic import BYTES_PER_ENTRY, available_memory, factor_counts, fmt_bytes, parse_memory
+from .symbolic import BYTES_PER_ENTRY, factor_counts, fmt_bytes, memory_budget
 
 SPARSE_S_DENSITY = 0.05
 MAX_PAIRS = 50_000_000
@@ -145,7 +145,7 @@ def select_factor(M, q1: int, k1: int, ordering: str = "auto", memory_limit=None
     valid = ("auto", "blocked") + ORDERINGS
     if ordering not in valid:
         raise SparseMixedError(f"ordering must be one of {valid}, got {ordering!r}")
-    budget = parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+    budget = memory_budget(memory_limit)
     q = M.shape[0]
     q2 = q - q1
     need_blocked = blocked_bytes(q1, k1, q2, M.nnz)

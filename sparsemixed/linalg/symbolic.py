@@ -122,6 +122,12 @@ def available_memory() -> int:
         return 8 * 2**30
 
 
+def memory_budget(memory_limit) -> int:
+    """Bytes a factorization may use: ``memory_limit`` (bytes or "12GB"), by default 80% of
+    the available memory."""
+    return parse_memory(memory_limit) if memory_limit is not None else int(0.8 * available_memory())
+
+
 def parse_memory(limit) -> int:
     """A memory limit in bytes from an int or a string such as "12GB", "500MiB"."""
     if isinstance(limit, (int, np.integer)):
