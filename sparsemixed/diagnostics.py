@@ -52,7 +52,9 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
     direction of most negative curvature: ``descent_direction``, over all of theta);
     warns (ConvergenceWarning, :func:`warn_convergence`) when the checks fail.
     ``one_sided``: the Hessian by forward differences from the gradient at the estimate
-    (k + 1 gradients instead of 2k + 1), for criteria whose gradients are dear."""
+    (k + 1 gradients instead of 2k + 1), for criteria whose gradients are dear.  The
+    Hessian's definiteness (and ``hessian_min_eigenvalue``) is judged in the optimizer's
+    units, theta / ``summary.scale``; the scaled gradient H^-1 g is in theta's."""
     from .numdiff import hessian_from_gradient
 
     x = np.asarray(summary.final, dtype=float)
@@ -80,14 +82,18 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
         return model.gradient(xx, reml)[free]
     H = hessian_from_gradient(grad_free, x[free], step=1e-4, g0=g[free] if one_sided else None)
     gf = g[free]
-    ev, vecs = np.linalg.eigh(H)
+    # definiteness in the optimizer's units (summary.scale, start.theta_scale): in theta a
+    # slope on a covariate in large units has curvature 1e8 times the intercept's, and a
+    # relative eigenvalue test there calls a positive definite Hessian indefinite
+    s = np.ones(n_free) if getattr(summary, "scale", None) is None else np.asarray(summary.scale, float)[free]
+    ev, vecs = np.linalg.eigh(H * s[:, None] * s[None, :])
     pd = bool(ev.min() > 1e-8 * max(1.0, abs(ev).max()))
     scaled = np.linalg.solve(H, gf) if pd else np.full(n_free, np.nan)
     diag.update(checked=True, gradient=g.tolist(), scaled_gradient=scaled.tolist(),
                 hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd)
     if not pd:
         d = np.zeros(x.size)
-        d[free] = vecs[:, 0]
+        d[free] = s * vecs[:, 0] / np.linalg.norm(s * vecs[:, 0])
         diag["descent_direction"] = d.tolist()
     if warn:
         warn_convergence(diag, stacklevel=5)
