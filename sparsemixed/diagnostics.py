@@ -6,10 +6,13 @@
 * Convergence: at the optimum, over the coordinates not on their bound,
       scaled gradient  s = H^-1 g        (lme4's check: max |s| < 2e-3)
   with g the analytic gradient and H its central-difference Jacobian; H must be positive
-  definite.  lme4 applies an absolute gradient tolerance to a deviance that grows with
-  n and warns spuriously on large data; the scaled gradient is a Newton step in theta
-  units and does not grow with n.  Skipped (recorded as not checked) when it would cost
-  more than about a tenth of the fit (large models), never silently passed.
+  definite.  Both, and which coordinates are on their bound, are judged in the optimizer's
+  units theta / d (start.theta_scale; d = 1 for an unscaled optimizer, lme4's check), so
+  the check does not change when a covariate's units or the weights' scale do.  lme4
+  applies an absolute gradient tolerance to a deviance that grows with n and warns
+  spuriously on large data; the scaled gradient is a Newton step and does not grow with n.
+  Skipped (recorded as not checked) when it would cost more than about a tenth of the fit
+  (large models), never silently passed.
 * Predictor scales (lme4's check.scaleX): fixed-effect columns whose standard
   deviations differ by more than a factor 1000 -> a warning suggesting rescaling.
 """
@@ -26,10 +29,19 @@ SCALE_RATIO = 1000.0
 SINGULAR_TOL = 1e-4
 
 
-def singular_terms(model, theta) -> list[str]:
+def weight_unit(crossprod) -> float:
+    """sqrt of the prior weights' geometric mean (1 for unit weights).  With Cov(e) =
+    sigma^2 W^-1 (lme4's convention) weights multiplied by c give theta / sqrt(c) and sigma
+    sqrt(c), the same fixed effects, b and likelihood: an LMM's singular rule is applied
+    to theta * weight_unit, lme4's isSingular for unit weights and the same verdict for any c."""
+    return float(np.exp(crossprod.sum_log_w / (2.0 * crossprod.n))) if crossprod.n else 1.0
+
+
+def singular_terms(model, theta, unit: float = 1.0) -> list[str]:
+    """The terms with a diagonal element of T_k (theta * ``unit``) below SINGULAR_TOL."""
     out, off = [], 0
     for t in model.terms:
-        th = theta[off: off + t.ntheta]
+        th = theta[off: off + t.ntheta] * unit
         rows, cols = t.cov.tril_indices()
         if np.any(th[rows == cols] < SINGULAR_TOL):
             out.append(f"({t.expr} | {t.group.name})")
@@ -37,8 +49,8 @@ def singular_terms(model, theta) -> list[str]:
     return out
 
 
-def check_singular(model, theta, stacklevel: int = 4) -> None:
-    terms = singular_terms(model, theta)
+def check_singular(model, theta, stacklevel: int = 4, unit: float = 1.0) -> None:
+    terms = singular_terms(model, theta, unit)
     if terms:
         warnings.warn(f"boundary (singular) fit: the covariance of {', '.join(terms)} is singular (a variance "
                       "at 0 or a correlation at +-1); consider a simpler random-effects structure",
@@ -54,11 +66,12 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
     ``one_sided``: the Hessian by forward differences from the gradient at the estimate
     (k + 1 gradients instead of 2k + 1), for criteria whose gradients are dear.  The
     Hessian's definiteness (and ``hessian_min_eigenvalue``) is judged in the optimizer's
-    units, theta / ``summary.scale``; the scaled gradient H^-1 g is in theta's."""
+    units, theta / ``summary.scale``, and so is the scaled gradient H^-1 g."""
     from .numdiff import hessian_from_gradient
 
     x = np.asarray(summary.final, dtype=float)
-    free = ~(np.isfinite(model.lower) & (x <= model.lower + 1e-10))
+    s_all = np.ones(x.size) if getattr(summary, "scale", None) is None else np.asarray(summary.scale, float)
+    free = ~(np.isfinite(model.lower) & (x / s_all <= model.lower / s_all + 1e-10))
     diag = {"checked": False, "free": free.tolist()}
     if not free.any():
         diag.update(checked=True, reason="all parameters on the boundary")
@@ -76,19 +89,22 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
         return diag
     f, g = model.objective_and_gradient(x, reml)
 
+    # differences and definiteness in the optimizer's units, theta / s (summary.scale,
+    # start.theta_scale): in theta a slope on a covariate in large units has curvature 1e8
+    # times the intercept's, and with weights c every theta scales as 1 / sqrt(c), so a
+    # fixed step in theta and a relative eigenvalue test there both misjudge a good fit
+    s = s_all[free]
+
     def grad_free(z):
         xx = x.copy()
-        xx[free] = z
-        return model.gradient(xx, reml)[free]
-    H = hessian_from_gradient(grad_free, x[free], step=1e-4, g0=g[free] if one_sided else None)
+        xx[free] = z * s
+        return model.gradient(xx, reml)[free] * s
+    Hs = hessian_from_gradient(grad_free, x[free] / s, step=1e-4, g0=g[free] * s if one_sided else None)
     gf = g[free]
-    # definiteness in the optimizer's units (summary.scale, start.theta_scale): in theta a
-    # slope on a covariate in large units has curvature 1e8 times the intercept's, and a
-    # relative eigenvalue test there calls a positive definite Hessian indefinite
-    s = np.ones(n_free) if getattr(summary, "scale", None) is None else np.asarray(summary.scale, float)[free]
-    ev, vecs = np.linalg.eigh(H * s[:, None] * s[None, :])
+    ev, vecs = np.linalg.eigh(Hs)
     pd = bool(ev.min() > 1e-8 * max(1.0, abs(ev).max()))
-    scaled = np.linalg.solve(H, gf) if pd else np.full(n_free, np.nan)
+    # the Newton step, in the optimizer's units (in theta for an unscaled optimizer, as lme4's)
+    scaled = np.linalg.solve(Hs, gf * s) if pd else np.full(n_free, np.nan)
     diag.update(checked=True, gradient=g.tolist(), scaled_gradient=scaled.tolist(),
                 hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd)
     if not pd:

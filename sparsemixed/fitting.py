@@ -155,8 +155,14 @@ def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose:
 
 
 def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitControl):
-    from .diagnostics import check_singular, warn_convergence
+    from .diagnostics import check_singular, warn_convergence, weight_unit
+    from . import recentre
 
+    p = recentre.plan(model)       # random slopes on covariates far from 0: fit them centred
+    if p is not None:
+        res = recentre.fit_recentred(model, p, reml, start, optimizer, verbose, control, _fit)
+        if res is not None:
+            return res
     scale = None
     if optimizer == "auto":
         optimizer = choose_optimizer(model)
@@ -220,7 +226,7 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         if bar is not None:
             bar.close()
     warn_convergence(summary.diagnostics, stacklevel=4, tol=control.scaled_grad_tol)
-    check_singular(model, summary.final, stacklevel=4)
+    check_singular(model, summary.final, stacklevel=4, unit=weight_unit(model.crossprod))
     state = model.pls(summary.final, reml)       # the factor at the best theta seen
     return model.engine.result_class.from_state(model, state, summary, reml)
 
@@ -284,6 +290,8 @@ def _check_fit(model, summary, reml: bool, control: FitControl) -> None:
     cc = control.check_convergence
     budget = {True: np.inf, False: -1.0}.get(cc, max(control.check_budget_min, control.check_budget * summary.seconds))
     x = np.asarray(summary.final, dtype=float)
+    if getattr(summary, "scale", None) is not None:          # in the optimizer's units
+        x = x / np.asarray(summary.scale, float)
     near = np.isfinite(model.lower) & (x > model.lower + 1e-10) & (x < model.lower + control.near_boundary)
     if cc is None and near.any():
         budget = max(budget, control.near_boundary_budget * summary.seconds)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import assemble
 from .assemble import FixedEffects, ModelParts, Source
+from .degenerate import check_response
 from .design import Design, build_design
 from .engine import make_engine
 from .errors import SparseMixedError
@@ -82,6 +83,9 @@ class LinearMixedModel:
                                   ordering, memory_limit)
         self._design, self._design_lock = None, threading.Lock()
         if parts.residual_variance:
+            formula = self.source.formula or ""
+            check_response(parts.crossprod, self.fixed.shift, formula.split("~", 1)[0].strip() if "~" in formula
+                           else "y", self.fixed.names, self.terms)
             assemble.check_interpolation(self.crossprod, [t.name for t in self.terms])
 
     def __getstate__(self):

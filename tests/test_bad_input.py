@@ -303,15 +303,20 @@ def test_complex_covariate(d):
         sm.lmer("Reaction ~ cx + (1 | Subject)", d)
 
 
-def test_boolean_response(d):
-    d["slow"] = d["Reaction"] > 300
-    with unchanged(d), fails(DataError, r"the response 'slow' has dtype bool.*astype\(float\).*GLMM"):
+@pytest.mark.parametrize("dtype", ["bool", "boolean"])
+def test_boolean_response(d, dtype):
+    """numpy bool and pandas' nullable boolean (with a missing value) alike: not fitted as 0/1."""
+    d["slow"] = (d["Reaction"] > 300).astype(dtype)
+    if dtype == "boolean":
+        d.loc[3, "slow"] = pd.NA
+    with unchanged(d), fails(DataError, rf"the response 'slow' is logical \(dtype {dtype}\).*"
+                                        r"glmer\(\.\.\., family='binomial'\).*astype\(float\)"):
         sm.lmer("slow ~ Days + (1 | Subject)", d)
 
 
 def test_categorical_response(d):
     d["speed"] = pd.Categorical(np.where(d["Reaction"] > 300, "slow", "fast"))
-    with unchanged(d), fails(DataError, r"the response 'speed' has dtype category.*GLMM"):
+    with unchanged(d), fails(DataError, r"the response 'speed' has dtype category.*glmer"):
         sm.lmer("speed ~ Days + (1 | Subject)", d)
 
 

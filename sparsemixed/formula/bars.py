@@ -3,9 +3,15 @@
     y ~ fixed + (expr | g) + (expr || g1:g2) + (1 | a/b)
 
 * ``(expr | g)``   one term with a full (correlated) covariance of ``expr``'s columns;
-* ``(expr || g)``  one term per column of ``expr`` (uncorrelated), lme4's ``||``;
+* ``(expr || g)``  one term per term of ``expr`` (uncorrelated), lme4's ``||``;
 * ``g1:g2``        the interaction of two grouping factors;
-* ``a/b``          nesting, ``a + b:a`` (lme4 names the nested factor ``b:a``).
+* ``a/b``          nesting, ``b:a + a`` (lme4 names the nested factor ``b:a``).
+
+The terms come out in the order of lme4's ``findbars`` (which the model then sorts by
+``assemble.lme4_term_order``): ``||`` is expanded first, into ``1`` (unless ``0 +`` /
+``- 1``) then ``0 + t`` for each term t of ``expr`` in the order of R's ``terms()`` labels
+(by degree: ``x*z`` gives x, z, x:z); then each term's ``a/b/c`` into ``c:b:a, b:a, a``,
+the most deeply nested first.  So ``(1 + x || a/b)`` is ``(1|b:a) (1|a) (0+x|b:a) (0+x|a)``.
 
 The fixed part is handed to formulaic unchanged (but for R's ``^``, below); only the bar
 terms are parsed here.
@@ -96,15 +102,16 @@ def _strip_outer(s: str) -> str:
 
 
 def _expand_groups(gexpr: str, formula: str) -> list[tuple[str, ...]]:
-    """``a/b`` -> [(a,), (b, a)];  ``a:b`` -> [(a, b)];  ``a + b`` -> [(a,), (b,)]."""
+    """``a/b`` -> [(b, a), (a,)];  ``a/b/c`` -> [(c, b, a), (b, a), (a,)] (lme4's
+    expandSlash: the most deeply nested first);  ``a:b`` -> [(a, b)];  ``a + b`` -> [(a,), (b,)]."""
     out: list[tuple[str, ...]] = []
     for piece in _split_top(gexpr, "+"):
         piece = _strip_outer(piece)
         if not piece:
             raise FormulaError(f"empty grouping factor in a random-effects term of {formula!r}")
         nest = [p.strip() for p in piece.split("/")]
-        for level in range(len(nest)):
-            # lme4's expandSlash: a/b -> a + b:a ; within one part keep the written order
+        for level in reversed(range(len(nest))):
+            # lme4's expandSlash: a/b -> b:a + a ; within one part keep the written order
             names: list[str] = []
             for part in reversed(nest[: level + 1]):
                 names.extend(x.strip() for x in part.split(":"))
@@ -121,7 +128,29 @@ def _expand_groups(gexpr: str, formula: str) -> list[tuple[str, ...]]:
 
 
 def _expr_columns(expr: str) -> list[str]:
-    """Split a term's expression into its additive pieces for ``||`` (intercept first)."""
+    """Split a term's expression into its terms for ``||`` (lme4's expandDoubleVerts):
+    ``"1"`` first unless the intercept is removed, then ``"0 + t"`` for each term t in the
+    order of R's ``terms()`` labels (formulaic's: by degree, then as written; ``*``
+    expanded).  A term written as a piece of ``expr`` keeps its text."""
+    intercept, pieces = _expr_pieces(expr)
+    try:
+        import formulaic
+
+        labels = [str(t) for t in formulaic.Formula(expr)]
+        own = {}
+        for p in pieces:
+            lab = [str(t) for t in formulaic.Formula(f"0 + {p}")]
+            if len(lab) == 1:
+                own.setdefault(lab[0], p)
+        intercept = "1" in labels
+        pieces = [own.get(lab, lab) for lab in labels if lab != "1"]
+    except Exception:       # not formulaic syntax: the written pieces, for the encoding to report
+        pass
+    return (["1"] if intercept else []) + [f"0 + {t}" for t in pieces]
+
+
+def _expr_pieces(expr: str) -> tuple[bool, list[str]]:
+    """(intercept kept, the written pieces of ``expr``) split at ``+`` and ``-``."""
     pieces = [p.strip() for p in _split_top(expr, "+")]
     has_intercept = True
     terms = []
@@ -140,8 +169,7 @@ def _expr_columns(expr: str) -> list[str]:
                 has_intercept = False
             elif q:
                 terms.append(q)
-    out = (["1"] if has_intercept else []) + [f"0 + {t}" for t in terms]
-    return out
+    return has_intercept, terms
 
 
 def r_power(text: str) -> str:
@@ -212,8 +240,8 @@ def parse_formula(formula: str) -> ParsedFormula:
             exprs = _expr_columns(lhs) if double else [lhs]
             if not exprs:
                 raise FormulaError(f"random-effects term {piece!r} of {formula!r} has no columns")
-            for g in groups:
-                for e in exprs:
+            for e in exprs:             # lme4: || expanded first, then each term's a/b
+                for g in groups:
                     bars.append(BarTerm(e, g))
         elif "|" in piece:
             raise FormulaError(

@@ -302,11 +302,17 @@ class EncodingSpec:
 def _response(frame: pd.DataFrame, response: str, formula: str) -> None:
     if response in frame.columns:
         s = frame[response]
-        if s.dtype == bool or isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        if pd.api.types.is_bool_dtype(s.dtype):          # numpy bool and pandas' nullable "boolean"
+            raise DataError(
+                f"the response {response!r} is logical (dtype {s.dtype}): a linear mixed model would fit "
+                "it as 0/1 (a linear probability model). For a binary response use "
+                "sparsemixed.glmer(..., family='binomial'); to fit a linear model to 0/1 anyway, convert "
+                "it first (astype(float))")
+        if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s.dtype):
             raise DataError(
                 f"the response {response!r} has dtype {s.dtype}; lmer fits a numeric response "
-                "(linear mixed models). Convert it with astype(float) if it is a coded number; "
-                "binary or categorical responses need a GLMM, which sparsemixed does not fit"
+                "(linear mixed models). Convert it with astype(float) if it is a coded number; a "
+                "two-level response is fitted by sparsemixed.glmer(..., family='binomial')"
             )
 
 

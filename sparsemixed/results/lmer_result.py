@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from ..diagnostics import singular_terms
+from ..diagnostics import singular_terms, weight_unit
 from .varcorr import term_covariances, varcorr_frame
 from ..inference.blup import BlupMixin
 from ..inference.compare import CompareMixin
@@ -82,8 +82,12 @@ class LmerResult(RandomEffectsMixin, BlupMixin, PredictMixin, DdfMixin, CompareM
 
     @property
     def is_singular(self) -> bool:
-        """lme4's isSingular: a bounded (diagonal) theta element below 1e-4."""
-        return bool(singular_terms(self.model, self.theta))
+        """lme4's isSingular: a bounded (diagonal) theta element below 1e-4 (for prior
+        weights, of theta * diagnostics.weight_unit: the same verdict at any weights' scale)."""
+        known = getattr(self.optsummary, "diagnostics", {}).get("singular")    # a recentred fit's (recentre.py)
+        if known is not None:
+            return bool(known)
+        return bool(singular_terms(self.model, self.theta, weight_unit(self.model.crossprod)))
 
     # -- fixed effects ---------------------------------------------------------------
     @property
