@@ -1,8 +1,9 @@
 """Diagnostic plots (matplotlib, the optional extra ``sparsemixed[plot]``).
 
     caterpillar(result)          conditional modes b-hat with b-hat +- z * condsd, sorted
-    group_panels(result, x)      data per group with the group-level line (fixef + ranef)
-                                 and the population line (fixef), the sleepstudy figure
+    group_panels(result, x)      data per group with the group's fitted curve (fixef + ranef)
+                                 and the population curve (fixef), the sleepstudy figure;
+                                 x numeric or a factor
     residuals_vs_fitted(result)  Pearson residuals (/ sigma for lmer) against fitted values
     binned_residuals(result)     glmer: mean response residual per bin of fitted values with
                                  +-2 standard-error bands (Gelman and Hill's binned plot)
@@ -55,6 +56,7 @@ def caterpillar(result, group: str | None = None, level: float = 0.95, max_level
     terms = list(dict.fromkeys(part["term"]))
     first = part[part["term"] == terms[0]].sort_values("condval")
     order = list(first["grp"])
+    total = len(order)
     if len(order) > max_levels:
         order = [order[i] for i in np.linspace(0, len(order) - 1, max_levels).round().astype(int)]
     z = stats.norm.ppf(0.5 + level / 2)
@@ -68,50 +70,115 @@ def caterpillar(result, group: str | None = None, level: float = 0.95, max_level
         ax.set_title(term)
         ax.set_yticks(ypos, [str(g) for g in order], fontsize=7)
         ax.set_xlabel("conditional mode (link scale)" if _is_glmm(result) else "conditional mode")
-    axes[0][0].set_ylabel(group)
-    fig.suptitle(f"Conditional modes of {group} with {level:.0%} intervals")
+    axes[0][0].set_ylabel(f"{group} (sorted by {terms[0]})")
+    subset = "" if len(order) == total else f"\n{len(order)} of {total} levels, evenly spaced in rank (max_levels={max_levels})"
+    fig.suptitle(f"Conditional modes of {group} with {level:.0%} intervals{subset}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def group_panels(result, x: str, group: str | None = None, ncols: int = 6, max_groups: int = 36):
-    """Per level of ``group``: the observations (x, y), the fitted group-level line
-    coef(result)[group] and the population line fixef, for a model whose fixed and
-    random parts are linear in the single covariate ``x`` (e.g. sleepstudy)."""
+    """Per level of ``group``: the observations of the response against ``x``, the group's
+    fitted curve (fixed effects plus its random effects) and the population curve (fixed
+    effects only), both from ``result.predict`` on a grid of ``x`` (50 points from its
+    minimum to its maximum, or each level of a factor), the model's other covariates held at
+    their mean (numbers) or most frequent value (factors): any model, not only one linear in
+    ``x`` (for a glmer fit, on the response scale).  At most ``max_groups`` groups are shown
+    (the first ones in level order); the title says when that is a subset."""
     plt = _plt()
     m = result.model
     data = m.data
-    if data is None:
+    if data is None or not isinstance(data, pd.DataFrame):
         raise SparseMixedError("group_panels needs the data the model was built from, and this model has none "
                                "(model.data is None: built from matrices or a streamed source); plot a model "
                                "built with sm.lmer(formula, DataFrame)")
+    if x not in data.columns:
+        raise SparseMixedError(f"group_panels: x={x!r} is not a column of the model's data")
     response = m.parsed.response
-    coefs = result.coef()
-    group = group or next(iter(coefs))
-    if group not in coefs:
-        raise SparseMixedError(f"no grouping factor {group!r}; the model has {list(coefs)}")
-    cf = coefs[group]
-    fe = result.fixef
-    levels = list(cf.index)[:max_groups]
-    nrows = math.ceil(len(levels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 1.9 * nrows), sharex=True, sharey=True,
-                             squeeze=False)
-    xs = np.linspace(float(data[x].min()), float(data[x].max()), 2)
+    groups = sorted({t.group.name for t in m.terms}, key=[t.group.name for t in m.terms].index)
+    group = group or groups[0]
+    if group not in groups or group not in data.columns:
+        raise SparseMixedError(f"no grouping factor {group!r} among the data's columns; the model has {groups}")
     keys = data[group].astype(str)
+    all_levels = list(dict.fromkeys(keys[data[group].notna()]))
+    if isinstance(data[group].dtype, pd.CategoricalDtype):
+        present = set(all_levels)
+        all_levels = [str(v) for v in data[group].cat.categories if str(v) in present]
+    levels = all_levels[:max_groups]
+    factor_x = not pd.api.types.is_numeric_dtype(data[x].dtype) or pd.api.types.is_bool_dtype(data[x].dtype)
+    if factor_x:
+        xcat = data[x].astype("category") if not isinstance(data[x].dtype, pd.CategoricalDtype) else data[x]
+        grid_x = list(xcat.cat.categories)
+        pos = {v: i for i, v in enumerate(grid_x)}
+    else:
+        grid_x = np.linspace(float(data[x].min()), float(data[x].max()), 50)
+    glmm = _is_glmm(result)
+    kw = {"type": "response"} if glmm else {}
+    template = _typical_row(data, exclude={x, group, response})
+    nrows = math.ceil(len(levels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 1.9 * nrows + 0.4), sharex=True, sharey=True,
+                             squeeze=False)
+    pop = None
     for ax, lev in zip(axes.ravel(), levels):
-        sub = data[keys == str(lev)]
-        ax.plot(sub[x], sub[response], "o", ms=3, color="tab:blue")
-        a, b = cf.loc[lev].get("(Intercept)", 0.0), cf.loc[lev].get(x, 0.0)
-        ax.plot(xs, a + b * xs, color="tab:red", lw=1.2, label="group")
-        ax.plot(xs, fe.get("(Intercept)", 0.0) + fe.get(x, 0.0) * xs, color="0.4", lw=1, ls="--", label="population")
-        ax.set_title(str(lev), fontsize=8)
+        sub = data[keys == lev]
+        nd = pd.concat([template] * len(grid_x), ignore_index=True)
+        nd[x] = pd.Series(grid_x, dtype=data[x].dtype) if factor_x else grid_x
+        nd[group] = pd.Series([sub[group].iloc[0]] * len(grid_x), dtype=data[group].dtype)
+        fit = np.asarray(result.predict(nd, **kw), dtype=float)
+        if pop is None:
+            pop = np.asarray(result.predict(nd, re_form="~0", **kw), dtype=float)
+        xs_obs = sub[x].map(pos).to_numpy(float) if factor_x else sub[x].to_numpy(float)
+        xs_fit = np.arange(len(grid_x)) if factor_x else grid_x
+        if factor_x:           # a little horizontal jitter so that tied points stay visible
+            xs_obs = xs_obs + np.random.default_rng(0).uniform(-0.12, 0.12, xs_obs.size)
+        ax.plot(xs_obs, sub[response], "o", ms=3, color="tab:blue", alpha=0.8)
+        style = dict(marker="s", ms=3) if factor_x else {}
+        ax.plot(xs_fit, fit, color="tab:red", lw=1.2, label=f"{group} fit", **style)
+        ax.plot(xs_fit, pop, color="0.4", lw=1, ls="--", label="population", **style)
+        ax.set_title(f"{lev}", fontsize=8)
     for ax in axes.ravel()[len(levels):]:
         ax.set_visible(False)
-    axes[0][0].legend(fontsize=6, loc="upper left")
+    if factor_x:
+        labels = [str(v) for v in grid_x]
+        long = max(map(len, labels)) * len(labels) > 16
+        for ax in axes[-1]:
+            ax.set_xticks(range(len(grid_x)), labels, fontsize=7, rotation=35 if long else 0,
+                          ha="right" if long else "center")
+    else:
+        _integer_ticks(axes[0][0].xaxis, data[x])
+    _integer_ticks(axes[0][0].yaxis, data[response])
+    axes[0][0].legend(fontsize=6, loc="best")
+    shown = (f"{group}: all {len(all_levels)} levels" if len(levels) == len(all_levels)
+             else f"{group}: the first {len(levels)} of {len(all_levels)} levels (max_groups={max_groups})")
+    fig.suptitle(f"{response} against {x} by {shown}", fontsize=10)
     fig.supxlabel(x)
-    fig.supylabel(response)
+    fig.supylabel(response + (" (fitted: response scale)" if glmm else ""))
     fig.tight_layout()
     return fig
+
+
+def _typical_row(data: pd.DataFrame, exclude: set) -> pd.DataFrame:
+    """One row: each column at its mean (numbers) or its most frequent value (others)."""
+    row = {}
+    for c in data.columns:
+        if c in exclude:
+            continue
+        col = data[c].dropna()
+        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            row[c] = pd.Series([col.mean() if len(col) else np.nan])
+        else:
+            row[c] = pd.Series([col.mode().iloc[0] if len(col) else None], dtype=data[c].dtype)
+    return pd.DataFrame(row)
+
+
+def _integer_ticks(axis, values) -> None:
+    """Whole-number ticks on an axis whose data are whole numbers (days, counts)."""
+    v = pd.Series(values).dropna()
+    if len(v) and pd.api.types.is_numeric_dtype(v.dtype) and not pd.api.types.is_bool_dtype(v.dtype) \
+            and np.all(np.mod(v.to_numpy(float), 1) == 0):
+        from matplotlib.ticker import MaxNLocator
+
+        axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _is_glmm(result) -> bool:
@@ -181,14 +248,15 @@ def qq(result, which: str = "residuals", group: str | None = None, ax=None):
     plt = _plt()
     if which == "residuals":
         v = _pearson(result)
-        title = "Normal QQ: Pearson residuals" if _is_glmm(result) else "Normal QQ: scaled residuals"
+        title = "Normal QQ plot of the Pearson residuals" if _is_glmm(result) else \
+            "Normal QQ plot of the scaled residuals"
     elif which == "ranef":
         rf = result.ranef_frame()
         group = group or rf["grpvar"].iloc[0]
         part = rf[rf["grpvar"] == group]
         term = part["term"].iloc[0]
         v = part[part["term"] == term]["condval"].to_numpy()
-        title = f"Normal QQ: modes of {group} ({term})"
+        title = f"Normal QQ plot of the conditional modes\n{group}: {term}"
     else:
         raise SparseMixedError(f"which must be 'residuals' or 'ranef', got {which!r}")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.5))
@@ -196,8 +264,10 @@ def qq(result, which: str = "residuals", group: str | None = None, ax=None):
     ax.plot(osm, osr, "o", ms=3)
     ax.plot(osm, slope * osm + icpt, color="tab:red", lw=1)
     ax.set_xlabel("standard normal quantiles")
-    ax.set_ylabel("sample quantiles")
-    ax.set_title(title)
+    ax.set_ylabel(f"conditional mode of {term}" if which == "ranef" else
+                  ("Pearson residual" if _is_glmm(result) else "scaled residual"))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 

@@ -47,6 +47,58 @@ def test_group_panels_show_group_and_population_lines(sleep, tmp_path):
     _png(fig, tmp_path / "panels.png")
 
 
+def _factor_design(seed=1, n_subj=20):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_subj):
+        u = rng.normal(0, 30)
+        for cond, eff in (("congruent", 0), ("incongruent", 40), ("neutral", 15)):
+            for _ in range(rng.integers(3, 8)):                    # unbalanced cells
+                rows.append((f"s{s:02d}", cond, 600 + u + eff + rng.normal(0, 50)))
+    return pd.DataFrame(rows, columns=["subj", "cond", "rt"])
+
+
+def test_group_panels_with_a_factor_on_the_x_axis(tmp_path):
+    d = _factor_design()
+    res = sm.lmer("rt ~ cond + (1 | subj)", d).fit()
+    fig = plots.group_panels(res, "cond", max_groups=8, ncols=4)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == 8
+    ax = visible[5]                                                    # bottom row: the tick labels
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["congruent", "incongruent", "neutral"]
+    lvl = ax.get_title()
+    fit_line, pop_line = ax.get_lines()[1].get_ydata(), ax.get_lines()[2].get_ydata()
+    fe, b = res.fixef, res.ranef["subj"].loc[lvl, "(Intercept)"]
+    pop = [fe["(Intercept)"], fe["(Intercept)"] + fe["condincongruent"], fe["(Intercept)"] + fe["condneutral"]]
+    np.testing.assert_allclose(pop_line, pop)
+    np.testing.assert_allclose(fit_line, np.array(pop) + b)
+    assert "the first 8 of 20 levels" in fig._suptitle.get_text()
+    _png(fig, tmp_path / "factor.png")
+
+
+def test_group_panels_says_when_all_groups_are_shown_and_uses_integer_ticks(sleep):
+    fig = plots.group_panels(sleep, "Days")
+    assert "all 18 levels" in fig._suptitle.get_text()
+    ticks = fig.axes[0].get_xticks()
+    assert np.all(np.mod(ticks, 1) == 0)                               # Days are whole numbers
+
+
+def test_caterpillar_says_when_it_shows_a_subset():
+    d = _factor_design(n_subj=30)
+    res = sm.lmer("rt ~ cond + (1 | subj)", d).fit()
+    fig = plots.caterpillar(res, max_levels=10)
+    assert "10 of 30 levels" in fig._suptitle.get_text()
+    assert len(fig.axes[0].get_yticklabels()) == 10
+
+
+def test_qq_titles_and_labels(sleep):
+    ax = plots.qq(sleep, "ranef").axes[0]
+    assert ax.get_title() == "Normal QQ plot of the conditional modes\nSubject: (Intercept)"
+    assert ax.get_ylabel() == "conditional mode of (Intercept)"
+    ax = plots.qq(sleep).axes[0]
+    assert ax.get_title() == "Normal QQ plot of the scaled residuals" and ax.get_ylabel() == "scaled residual"
+
+
 def test_residual_and_qq_plots(sleep, tmp_path):
     _png(plots.residuals_vs_fitted(sleep), tmp_path / "rvf.png")
     fig = plots.qq(sleep)
