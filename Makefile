@@ -11,7 +11,6 @@ PIP := $(VENV)/bin/pip
 SYSPKGS := build-essential python3-dev python3-venv libsuitesparse-dev libopenblas0-pthread
 RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite r-cran-numderiv r-cran-lmertest r-cran-pbkrtest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SS_HEADER := $(firstword $(wildcard /usr/include/suitesparse/SuiteSparse_config.h /usr/include/SuiteSparse_config.h))
 
 .PHONY: demo test bench sysdeps rdeps clean
 
@@ -31,10 +30,9 @@ $(VENV)/.installed: pyproject.toml | sysdeps
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q numpy cython
-	@# scikit-sparse 0.5 needs SuiteSparse >= 7; Debian 12 ships 5.12, where 0.4.x builds
-	@ver=$$(awk '/define SUITESPARSE_MAIN_VERSION/{print $$3}' $(or $(SS_HEADER),/dev/null)); \
-	if [ -n "$$ver" ] && [ "$$ver" -ge 7 ]; then spec="scikit-sparse>=0.5"; else spec="scikit-sparse>=0.4.12,<0.5"; fi; \
-	echo "SuiteSparse $${ver:-?}: installing $$spec"; \
+	@# scikit-sparse 0.5 needs SuiteSparse >= 7; Debian 12 ships 5.12, where 0.4.x builds. The
+	@# header is read now, after sysdeps installed it (tools/scikit_sparse_spec.py)
+	@spec=$$($(PYTHON) tools/scikit_sparse_spec.py) && echo "installing $$spec" && \
 	$(PIP) install -q --no-build-isolation "$$spec"
 	$(PIP) install -q -e ".[test]"
 	@# compile the numba kernels once, into the tree, for every later process and user
