@@ -35,6 +35,8 @@ import scipy.sparse as sp
 from .errors import ScaleWarning
 
 RECENTRE_RATIO = 100.0        # a random-effect column's |mean| / sd beyond which its term is centred
+GLMM_RATIO = 10.0             # the same for a glmer fit, whose PIRLS already fails from lme4's start
+                              # at x + 100 (x uniform on 0..10): the deviance 6.8 above the optimum
 X_RATIO = 1e4                 # the same for a fixed-effect column alone (X'WX keeps ~16 - 2 log10 digits)
 
 
@@ -67,7 +69,7 @@ def _far(mean: float, var: float, ratio: float = RECENTRE_RATIO) -> bool:
     return abs(mean) > ratio * np.sqrt(max(var, 0.0))
 
 
-def plan(model) -> Plan | None:
+def plan(model, ratio: float = RECENTRE_RATIO) -> Plan | None:
     """The columns to centre, from the cross-products (sums over each term's levels of
     Z'WZ's intercept-x and x-x entries; X'WX's first row), or None.  Not for a sparse X."""
     cp = model.crossprod
@@ -83,7 +85,7 @@ def plan(model) -> Plan | None:
             for j in range(t.k):
                 if j != i0 and s0 > 0:
                     mean = float(cp.ZtZ[base + i0, base + j].sum()) / s0
-                    if _far(mean, float(cp.ZtZ[base + j, base + j].sum()) / s0 - mean * mean):
+                    if _far(mean, float(cp.ZtZ[base + j, base + j].sum()) / s0 - mean * mean, ratio):
                         c[j] = mean
             if c.any():
                 centres[i] = c
@@ -199,3 +201,66 @@ def fit_recentred(model, p: Plan, reml: bool, start, optimizer, verbose, control
     return model.engine.result_class(
         model, reml, theta, B @ rc.beta, rc.sigma, rc.objective, RX,
         _per_level(rc.u, model, {i: Q.T for i, Q in rot.items()}), _per_level(rc.b, model, maps), summary)
+
+
+def fit_glmm_recentred(model, nAGQ: int, fit_inner, *args):
+    """The same for a glmer fit (in memory, nAGQ <= 1): the Laplace deviance is a function
+    of Sigma, beta's column space and the offset, so it is the same on Z_c, X_c.  The twin
+    shares the model's engine and response (its rows are Z_c, X_c); its optimum is mapped
+    (theta, beta = B beta_c, u = (Q S)' u_c) and the result is the mode of the user's model
+    there (PIRLS from the mapped u), so every result method sees the user's columns.
+    None when there is nothing to centre (``fit_inner(model, nAGQ, *args)`` then fits)."""
+    import copy
+
+    from .glmm.rows import MemoryRows
+    from .glmm.weighted import WeightedProducts
+
+    if nAGQ > 1 or model.weighted is None:
+        return None
+    lmm = model.lmm
+    p = plan(lmm, GLMM_RATIO)
+    if p is None:
+        return None
+    far = plan(lmm)                   # far enough for the user's parametrization to lose digits
+    w = model.weighted
+    maps = p.maps(lmm)
+    blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(maps.get(i, np.eye(t.k))), format="csr")
+              for i, t in enumerate(lmm.terms)]
+    B = p.x_map(w.X.shape[1])
+    twin = copy.copy(model)
+    twin.weighted = WeightedProducts((w.Z @ sp.block_diag(blocks, format="csr")).tocsr(), w.X @ B, lmm.crossprod.ZtZ)
+    twin.rows = MemoryRows(twin.weighted, model.response)
+    rc = fit_inner(twin, nAGQ, *args)
+    rot = {}
+    theta = map_theta(lmm, rc.theta, maps, rot)
+    beta = B @ rc.beta
+    u0 = _per_level(rc.u, lmm, {i: Q.T for i, Q in rot.items()})
+    nt = theta.size
+    s = rc.optsummary
+
+    def user(x):
+        x = np.asarray(x, float)
+        return np.concatenate([map_theta(lmm, x[:nt], maps), B @ x[nt:]]) if x.size > nt else map_theta(lmm, x, maps)
+    summary = dataclasses.replace(s, final=user(s.final), initial=user(s.initial))
+    summary.diagnostics = dict(s.diagnostics, recentred=describe(lmm, p))
+    from .errors import DataError, NumericalError
+
+    try:
+        final = model.mode(theta, beta, u0=u0) if nAGQ == 1 else model.mode(theta, u0=u0, beta0=beta)
+    except NumericalError:
+        raise DataError(
+            f"the fit with the columns {describe(lmm, p)} centred converged (deviance {rc.mode.laplace:.6f}), but "
+            "in the formula's columns the conditional modes at those estimates cannot be computed in double "
+            "precision: the columns are too far from 0 for their spread. Centre them in the formula, e.g. "
+            "I(x - mean), and refit") from None
+    if far is not None and far.centres:
+        warnings.warn(f"random-effect column(s) {describe(lmm, p)} are far from 0 relative to their spread: the "
+                      "fit was computed with them centred and mapped back, but in this parametrization the "
+                      "intercept variance (at 0) and its correlation with the slope are nearly unidentified. "
+                      "Centre them in the formula (e.g. I(x - mean)) for well-determined estimates", ScaleWarning,
+                      stacklevel=5)
+    if abs(final.laplace - rc.mode.laplace) > 1e-6 * max(1.0, abs(rc.mode.laplace)):
+        warnings.warn(f"the fit of the centred columns {describe(lmm, p)} reached deviance {rc.mode.laplace:.6f}; "
+                      f"in the formula's columns the same estimates give {final.laplace:.6f} (digits lost to "
+                      "the columns' distance from 0): centre them in the formula", ScaleWarning, stacklevel=5)
+    return type(rc)(model, final, summary, nAGQ)

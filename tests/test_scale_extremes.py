@@ -254,3 +254,37 @@ def test_streamed_model_warns_instead_of_centring(tmp_path):
     m = sm.lmer("y ~ x + (x | g)", str(path), chunksize=50)
     with pytest.warns(ScaleWarning, match=r"'x' of \(x \| g\) .*far from 0.*Centre them in the formula"):
         m.fit()
+
+
+def _binary(seed: int, n_groups: int = 24):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rng.integers(10, 30, n_groups))
+    x = rng.uniform(0, 10, g.size)
+    b0, b1 = rng.normal(0, 1, n_groups), rng.normal(0, 0.3, n_groups)
+    eta = -1 + 0.3 * x + b0[g] + b1[g] * x
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.floats(1.5, 5.0), seed=st.integers(0, 2**16), nagq=st.sampled_from([0, 1]))
+def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, nagq):
+    """Before: at x + 100 PIRLS from lme4's start ended 6.8 above the optimum (with warnings),
+    and from x + 1000 on it failed."""
+    d = _binary(seed)
+    c = 10.0 ** k
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScaleWarning)
+        r0 = sm.glmer("y ~ x + (x | g)", d, family="binomial", nAGQ=nagq).fit()
+        rc = sm.glmer("y ~ x + (x | g)", d.assign(x=d["x"] + c), family="binomial", nAGQ=nagq).fit()
+    assert rc.objective == pytest.approx(r0.objective, abs=2e-5)
+    assert rc.fixef["x"] == pytest.approx(r0.fixef["x"], rel=1e-4, abs=1e-5)
+    b0, bc = r0.ranef["g"], rc.ranef["g"]
+    np.testing.assert_allclose(bc["x"], b0["x"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(bc["(Intercept)"] + c * bc["x"], b0["(Intercept)"], rtol=1e-3, atol=1e-3)
+
+
+def test_glmer_beyond_the_users_digits_says_to_centre():
+    d = _binary(3).assign(x=lambda f: f["x"] + 1e6)
+    with pytest.raises(DataError, match=r"centred converged.*Centre them in the formula"):
+        sm.glmer("y ~ x + (x | g)", d, family="binomial").fit()

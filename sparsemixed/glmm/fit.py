@@ -220,7 +220,10 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
     tick = None if bar is None else (lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
     try:
         with one_blas_thread():         # BLAS threads left spinning slow the parallel row passes
-            return _fit(model, nAGQ, control, tick, GlmerResult)
+            from ..recentre import fit_glmm_recentred     # slopes on covariates far from 0: fit centred
+
+            res = fit_glmm_recentred(model, nAGQ, _fit, control, tick, GlmerResult)
+            return res if res is not None else _fit(model, nAGQ, control, tick, GlmerResult)
     finally:
         if bar is not None:
             bar.close()
