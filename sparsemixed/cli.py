@@ -35,12 +35,12 @@ def _read(source: str):
         raise _InputError(f"no such file or bundled data set: {source!r} (bundled: {', '.join(datasets.names())})")
     suffix = path.suffix.lower()
     try:
-        if path.is_dir() or suffix in (".parquet", ".pq"):     # a directory: a Parquet dataset
-            try:
-                import pyarrow  # noqa: F401  (only to give a clear message when it is missing)
-            except ImportError:
-                raise _InputError("reading Parquet needs pyarrow: pip install 'sparsemixed[parquet]'") from None
-            return pd.read_parquet(path)
+        if path.is_dir() or suffix in (".parquet", ".pq", ".parq"):     # a directory: a Parquet dataset
+            from .io.sources import Parquet
+
+            # file by file, with sparsemixed.io's checks: a stray, truncated or damaged file, or a
+            # column missing or of another type in one file, is named (no pyarrow: the extra to install)
+            return Parquet(path).read()
         if suffix in (".csv", ".txt", ".tsv", ".gz"):
             return pd.read_csv(path, sep="\t" if ".tsv" in path.name.lower() else ",")
     except _InputError:

@@ -91,3 +91,28 @@ def test_cross_product_progress_over_chunks(capsys, monkeypatch, tmp_path):
     assert "levels (pass 1)" in err and "cross-products (pass 2)" in err
     sm.lmer("Reaction ~ Days + (1|Subject)", d)
     assert capsys.readouterr().err == ""
+
+
+def test_parquet_directory_checks(tmp_path, capsys):
+    """A Parquet directory is read file by file: '_'/'.' files are skipped, subdirectories read,
+    and a stray or mismatched file is named in one line with status 2."""
+    d = sm.datasets.load("Penicillin")
+    parts = tmp_path / "parts"
+    (parts / "sub").mkdir(parents=True)
+    d.iloc[:50].to_parquet(parts / "a.parquet")
+    d.iloc[50:].to_parquet(parts / "sub" / "b.parquet")
+    (parts / "_SUCCESS").write_text("")
+    formula = "diameter ~ 1 + (1|plate) + (1|sample)"
+    out = tmp_path / "out.json"
+    assert main(["fit", str(parts), formula, "--json", "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["nobs"] == 144
+    (parts / "README.txt").write_text("how these files were made")
+    assert main(["fit", str(parts), formula]) == 2
+    err = capsys.readouterr().err
+    assert f"{parts / 'README.txt'} is not a Parquet file" in err and "move it out of the directory" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    (parts / "README.txt").unlink()
+    d.iloc[50:].drop(columns="sample").to_parquet(parts / "sub" / "b.parquet")
+    assert main(["fit", str(parts), formula]) == 2
+    err = capsys.readouterr().err
+    assert f"{parts / 'sub' / 'b.parquet'} has no column 'sample'" in err and "Traceback" not in err

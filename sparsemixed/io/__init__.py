@@ -1,6 +1,7 @@
 """Memory-bounded input: lmer on files, chunk iterables, pyarrow datasets and dask frames.
 
-    sources.py         CSV / Parquet / Chunks: a source read chunk by chunk, twice
+    sources.py         CSV / Parquet / Chunks: a source read chunk by chunk, twice; files checked
+                       (footers, schemas, pages, unchanged between the passes)
     levels.py          pass 1: levels, counts, types (Scan, mergeable)
     encode.py          pass 2: a chunk -> y, X, Z rows with the pass-1 levels
     partial.py         cross-products of chunks, shifted and summed exactly

@@ -9,6 +9,12 @@ partition plus a few q x q sparse matrices.  The model is then optimised locally
 Computation runs on dask's current scheduler: the active ``distributed.Client`` if one
 exists (``Client("tcp://scheduler:8786")``), else the local threads.  dask is imported
 only here, when a dask collection is given.
+
+A worker that dies mid-reduction loses only its in-flight tasks: the scheduler runs them
+again elsewhere from the partitions' lineage, so the sums are the same (every partition
+enters once; the build also checks the rows of pass 2 against pass 1's count).  When the
+same task has killed ``distributed.scheduler.allowed-failures`` workers, distributed
+raises ``KilledWorker``; it propagates with a note saying which pass failed and what to do.
 """
 from __future__ import annotations
 
@@ -70,17 +76,26 @@ class DaskRunner:
     def columns(self):
         return [str(c) for c in self.ddf.columns]
 
-    def _reduce(self, columns, per_part, arg, fn):
+    def _reduce(self, columns, per_part, arg, fn, what: str = "reduction over the partitions"):
         import dask
 
         arg = dask.delayed(arg, traverse=False)
         parts = self.ddf[list(columns)].to_delayed()
         leaves = [dask.delayed(per_part, pure=True)(p, arg) for p in parts]
-        (out,) = dask.compute(tree_reduce(leaves, fn, self.split_every))
+        try:
+            (out,) = dask.compute(tree_reduce(leaves, fn, self.split_every))
+        except Exception as exc:
+            if type(exc).__name__ == "KilledWorker":
+                exc.add_note(
+                    f"sparsemixed: Dask workers died while computing the {what} of a streamed build, each time "
+                    "on the same task, so the build stopped (nothing was fitted). A worker usually dies from "
+                    "running out of memory: give the workers more memory, or the data more and smaller "
+                    "partitions (ddf.repartition(npartitions=...)), then build again.")
+            raise
         return out
 
     def scan(self, plan) -> Scan:
-        return self._reduce(plan.columns, _scan, plan, _merge_scans)
+        return self._reduce(plan.columns, _scan, plan, _merge_scans, "levels (pass 1)")
 
     def accumulate(self, enc):
-        return self._reduce(enc.plan.columns, _partial, enc, combine)
+        return self._reduce(enc.plan.columns, _partial, enc, combine, "cross-products (pass 2)")

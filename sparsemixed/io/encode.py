@@ -170,4 +170,25 @@ class Encoding:
         if got is None:
             return None
         y, X, rows, w = got
+        self._check_magnitude(y, X, rows)
         return chunk_partial(rows, [t.nlevels for t in self.terms], X, y, w)
+
+    def _check_magnitude(self, y, X, rows) -> None:
+        """Values whose squares overflow double precision (|v| > MAX_ABS) make the chunk's
+        cross-products inf/NaN; refused by name (a damaged file can decode to such numbers)."""
+        parts = [(f"the response {self.plan.parsed.response!r}", y[:, None], [None])]
+        parts.append(("fixed-effect column", X, self.X_names))
+        parts += [(f"random-effects term {t.name!r} column", r.values, t.columns) for t, r in zip(self.terms, rows)]
+        for what, a, names in parts:
+            if not a.size:
+                continue
+            big = np.abs(a).max(axis=0)
+            j = int(np.argmax(big))
+            if big[j] > MAX_ABS:
+                label = what if names[j] is None else f"{what} {names[j]!r}"
+                raise DataError(f"{label} has values up to {big[j]:.3g}, whose squares overflow double precision in "
+                                f"the cross-products (the limit is {MAX_ABS:.0e}): divide it by a power of ten, or "
+                                "check the source (a damaged file can decode to such numbers)")
+
+
+MAX_ABS = 1e150       # (1e150)^2 * 1e8 rows stays below the largest double (1.8e308)

@@ -9,19 +9,26 @@ levels.  The result equals ``lmer(formula, whole_frame)`` up to rounding (the su
 taken in a different order).  A runner supplies the two passes: :class:`StreamRunner`
 folds over a :class:`~sparsemixed.io.sources.ChunkSource`; ``sparsemixed.io.dask_runner``
 reduces over Dask partitions in a tree.
+
+The two passes must see the same rows: a :class:`~sparsemixed.io.sources.Ledger` made
+per build compares each file's stamp in pass 2 with pass 1's, and the rows kept in pass 2
+(the n of the summed cross-products) must equal pass 1's count, whatever the source (a
+chunk function that returns other rows the second time is refused too).  An interrupt
+(Ctrl-C) propagates as KeyboardInterrupt before the next chunk; nothing of a build is
+stored until it completes, so the source object and models built before stay usable.
 """
 from __future__ import annotations
 
 from functools import reduce
 
-from ..errors import SparseMixedError
+from ..errors import DataError, SparseMixedError
 from ..formula.bars import parse_formula
 from .encode import Encoding
 from .levels import Plan, Scan, scan_chunk
 from ..crossprod import pairwise_sum
 from .partial import combine
 from ..progress import progress
-from .sources import is_dask, open_source
+from .sources import Ledger, is_dask, open_source, read_pass
 from .streamed_model import streamed_model
 
 
@@ -30,9 +37,11 @@ class StreamRunner:
 
     def __init__(self, source, verbose: bool = False):
         self.source, self.verbose = source, verbose
+        self.ledger = Ledger()              # one per build: what pass 1 saw of each file
 
     def _chunks(self, columns, what: str):
-        return progress(self.source.chunks(columns), desc=what, unit=" chunks", enabled=self.verbose)
+        return progress(read_pass(self.source, columns, self.ledger), desc=what, unit=" chunks",
+                        enabled=self.verbose)
 
     def columns(self):
         return self.source.columns()
@@ -69,5 +78,11 @@ def build_streamed(formula: str, data, REML: bool = True, weights=None, offset=N
     plan = Plan.make(parsed, weights, offset, na_action, runner.columns())
     enc = Encoding.from_scan(runner.scan(plan), plan)
     part = runner.accumulate(enc)
+    kept = 0 if part is None else part.cp.n
+    if kept != enc.n:
+        raise DataError(f"the data gave {enc.n} rows without missing values in the first pass (levels) and {kept} in "
+                        "the second (cross-products): the source changed between the passes. A streamed build "
+                        "reads its source twice; it must give the same rows both times (a function returning "
+                        "chunks must return the same chunks on every call)")
     return streamed_model(formula, parsed, enc, part, runner.descriptor, REML, ordering,
                           weights, offset, na_action, memory_limit)
