@@ -2,6 +2,7 @@
 #   make demo   install what is missing, fit sleepstudy and InstEval, print summaries
 #   make test   install what is missing, run the test suite
 #   make bench  also install R's lme4 and run the benchmarks against it
+#   make docs   build the documentation (Sphinx) into docs/_build/html, running its examples
 #   make rdeps  R with lme4, lmerTest, pbkrtest, numDeriv: what tests/reference/make_*.R need
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
@@ -12,7 +13,7 @@ SYSPKGS := build-essential python3-dev python3-venv libsuitesparse-dev libopenbl
 RPKGS := r-base-core r-cran-lme4 r-cran-jsonlite r-cran-numderiv r-cran-lmertest r-cran-pbkrtest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench sysdeps rdeps clean
+.PHONY: demo test bench docs sysdeps rdeps clean
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -47,6 +48,11 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed rdeps
 	$(PY) benchmarks/run.py
+
+# -W -n: any warning, a broken link or cross-reference among them, fails the build; -E: a
+# fresh environment, so that the examples run and the API reflects the code every time
+docs: $(VENV)/.installed
+	$(PY) -m sphinx -W -n -E -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,6 +14,7 @@ Data -> terms
     formula                    lme4 formulas: bar terms apart from the fixed part
     formula.bars               (expr | g), (expr || g), g1:g2, g1/g2 -> random-effects terms
     formula.design             data -> y, X (formulaic), per-term model matrices and codes; NA policy
+    formula.names              column names read as R reads them (dots, backticks, Q(), function names)
     terms                      random-effects terms, grouping factors, covariance factors
     terms.grouping             a grouping factor: row -> level codes
     terms.random_term          one term (expr | g) and its block of Z
@@ -30,6 +31,7 @@ Data -> terms
 Terms -> cross-products -> model
     crossprod                  one pass: Z'WZ, Z'WX, Z'Wy, X'WX, X'Wy, y'Wy
     assemble                   constructor inputs: Source, FixedEffects (OLS shift), ModelParts
+    degenerate                 responses with nothing to fit or out of range, refused from the cross-products
     design                     the cached row-level Design (y, X, Z, offset, weights); StreamedDataError
     relcov                     theta -> Lambda, M = Lambda'Z'WZ Lambda + I (scatter-add)
     start                      starting theta: lme4's or moment estimates; theta's scale
@@ -65,6 +67,7 @@ Optimizer
     fitting                    the fit policy: FitControl, choose_optimizer, fit, restarts
     optimize                   BOBYQA, NEWUOA, Nelder-Mead, L-BFGS-B adapters; OptSummary
     diagnostics                convergence check, singular fits, predictor scales
+    recentre                   slopes on covariates far from 0: fitted centred, mapped back exactly
     numdiff                    finite-difference Hessians from analytic gradients
 
 Result
@@ -73,7 +76,7 @@ Result
     results.sparse_x_result    SparseXLmerResult: the same on the sparse-X engine
     results.varcorr            variance components (VarCorr)
     results.display            lme4-style text summary
-    results.export             to_dict (JSON-ready) and to_frame (tidy)
+    results.export             to_dict (JSON-ready), to_frame (tidy), HTML, publication tables (table)
 
 Inference
     inference                  inference after the fit
@@ -87,6 +90,9 @@ Inference
     inference.kenward_roger    Kenward-Roger covariance and degrees of freedom
     inference.compare          anova(m0, m1, ...) likelihood-ratio tests, Nakagawa's R^2
     inference.vartests         variance-component tests (boundary LRT, one-way ANOVA)
+    inference.ranova           ranova (LRT per random term) and drop1 (lmerTest, lme4)
+    inference.update           update(formula): R's formula algebra and refits
+    inference.emmeans          estimated marginal means and contrasts (R's emmeans); emm_* its parts
     inference.profile          profile likelihood and confint(method="profile")
     inference.profile.core     lme4's profile(): the zeta traces
     inference.profile.points   one profiled point: ML deviance minimised over the others
@@ -111,6 +117,7 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "50000")
 from . import datasets
 from .api import lmer
 from .inference.compare import anova
+from .inference.emmeans import contrast, emmeans
 from .inference.vartests import lrt_variance, oneway_anova
 from .errors import (ArgumentError, ConvergenceWarning, CostWarning, ScaleWarning, SingularFitWarning, DataError, FormulaError, MemoryLimitError,
                      IdentifiabilityWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning,
@@ -123,11 +130,12 @@ from .glmm import GeneralizedLinearMixedModel, glmer
 from . import families
 from .optimize import BoundaryRules, OptSummary
 from .results import LmerResult
+from .results.export import table
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "lmer", "glmer", "GeneralizedLinearMixedModel", "families", "anova", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
+    "lmer", "glmer", "GeneralizedLinearMixedModel", "families", "anova", "emmeans", "contrast", "table", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
     "BoundaryRules", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",

@@ -9,6 +9,8 @@
                                  +-2 standard-error bands (Gelman and Hill's binned plot)
     qq(result, which)            normal QQ plot of the scaled residuals or of the modes
     profile_zeta(profile_frame)  zeta against each parameter (lme4's xyplot(profile))
+    effect_plot(emm)             estimated marginal means (sparsemixed.emmeans) or contrasts
+                                 with confidence intervals, by factor levels
 
 Each function draws on the axes/figure it creates (or on ``ax`` where given) and returns
 the matplotlib Figure; ``savefig`` it to a file.  matplotlib is imported only here.
@@ -290,5 +292,108 @@ def profile_zeta(profile_frame: pd.DataFrame, level: float = 0.95):
     for ax in axes.ravel()[len(pars):]:
         ax.set_visible(False)
     axes[0][0].set_ylabel("zeta")
+    fig.tight_layout()
+    return fig
+
+
+def effect_plot(emm, by_as: str = "panels", level: float | None = None, type: str | None = None, ax=None,
+                dodge: float = 0.18, ncols: int = 4):
+    """Estimated marginal means (or contrasts) with confidence intervals, from
+    ``sparsemixed.emmeans`` / ``sparsemixed.contrast`` (an EMMGrid, or a summary of one).
+
+    The first factor of the means is on the x axis; a second one is drawn in colors.  The
+    ``by`` factors make one panel per level (``by_as="panels"``) or colors
+    (``by_as="colors"``).  Axis labels are the variable names; the y label names the
+    response and its scale (link scale, probability, rate, odds ratio ...).  ``level`` and
+    ``type`` ("link" / "response") are passed to ``emm.confint``; ``ax`` draws a single
+    panel on existing axes."""
+    plt = _plt()
+    if by_as not in ("panels", "colors"):
+        raise SparseMixedError(f"by_as must be 'panels' or 'colors', got {by_as!r}")
+    if hasattr(emm, "confint") and hasattr(emm, "linfct"):
+        s = emm.confint(level=level, type=type)
+    elif isinstance(emm, pd.DataFrame) and "est_name" in emm.attrs:
+        s = emm
+    else:
+        raise SparseMixedError("effect_plot takes the result of sparsemixed.emmeans or contrast (or its summary)")
+    est = s.attrs["est_name"]
+    lo_col = next((c for c in s.columns if c in ("lower.CL", "asymp.LCL")), None)
+    hi_col = next((c for c in s.columns if c in ("upper.CL", "asymp.UCL")), None)
+    by = list(s.attrs.get("by_vars") or [])
+    labels = list(s.attrs.get("label_cols") or [])
+    pri = [c for c in labels if c not in by]
+    if not pri:
+        raise SparseMixedError("nothing to plot on the x axis: every variable is a by variable")
+    xvar, colors = pri[0], pri[1:]
+    panels = by if by_as == "panels" else []
+    if by_as == "colors":
+        colors = colors + by
+
+    def text(v) -> str:
+        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    def key(row, cols):
+        return ", ".join(text(row[c]) for c in cols)
+
+    xlev = list(dict.fromkeys(text(v) for v in s[xvar]))
+    pkeys = list(dict.fromkeys(key(r, panels) for _, r in s.iterrows())) if panels else [""]
+    gkeys = list(dict.fromkeys(key(r, colors) for _, r in s.iterrows())) if colors else [""]
+    ptitle = {key(r, panels): ", ".join(f"{v} = {text(r[v])}" for v in panels) for _, r in s.iterrows()}
+    npan = len(pkeys)
+    if ax is not None:
+        if npan > 1:
+            raise SparseMixedError(f"{npan} panels do not fit on one ax; pass ax=None or by_as='colors'")
+        fig, axes = ax.figure, np.array([[ax]])
+    else:
+        nc = min(ncols, npan)
+        nr = math.ceil(npan / nc)
+        width = max(3.2, 0.9 * len(xlev) + 1.6 + (1.2 if colors else 0))
+        fig, axes = plt.subplots(nr, nc, figsize=(width * nc, 3.6 * nr), sharey=True, squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    pos = np.arange(len(xlev), dtype=float)
+    offsets = (np.arange(len(gkeys)) - (len(gkeys) - 1) / 2) * dodge
+    for k, (pk, a) in enumerate(zip(pkeys, axes.ravel())):
+        part = s if not panels else s[[key(r, panels) == pk for _, r in s.iterrows()]]
+        for g, (gk, off) in enumerate(zip(gkeys, offsets)):
+            sub = part if not colors else part[[key(r, colors) == gk for _, r in part.iterrows()]]
+            if sub.empty:
+                continue
+            xs = pos[[xlev.index(text(v)) for v in sub[xvar]]] + off
+            y = sub[est].to_numpy(float)
+            contrast = est in ("estimate", "odds.ratio", "ratio")
+            kw = dict(fmt="o-" if colors and len(xlev) > 1 and not contrast else "o",
+                      color=palette[g % len(palette)], ms=5, capsize=3, lw=1.2, label=gk if colors else None)
+            if lo_col is not None:
+                yerr = np.vstack([y - sub[lo_col].to_numpy(float), sub[hi_col].to_numpy(float) - y])
+                a.errorbar(xs, y, yerr=yerr, **kw)
+            else:
+                a.plot(xs, y, kw["fmt"], color=kw["color"], label=kw["label"])
+        if est in ("estimate", "odds.ratio", "ratio"):
+            a.axhline(1.0 if est in ("odds.ratio", "ratio") else 0.0, color="0.5", lw=0.8, ls="--")
+        a.set_xticks(pos, xlev)
+        a.set_xlim(-0.6, len(xlev) - 0.4)
+        a.set_xlabel(xvar)
+        if panels:
+            a.set_title(ptitle[pk], fontsize=10)
+        a.grid(axis="y", color="0.9", lw=0.6)
+    for a in axes.ravel()[npan:]:
+        a.set_visible(False)
+    resp = s.attrs.get("response")
+    scale = s.attrs.get("scale")
+    if est in ("estimate", "odds.ratio", "ratio"):
+        ylab = {"estimate": "estimate", "odds.ratio": "odds ratio", "ratio": "ratio"}[est]
+        if resp:
+            ylab = f"{ylab} ({resp}{', ' + scale if scale and est == 'estimate' else ''})"
+    else:
+        ylab = resp or est
+        ylab = f"{ylab} ({scale})" if scale else f"{ylab} (estimated marginal mean)"
+    for row in axes:
+        row[0].set_ylabel(ylab)
+    if colors and gkeys != [""]:
+        axes.ravel()[0].legend(title=", ".join(colors), fontsize=8, title_fontsize=8, loc="best")
+    lev = s.attrs.get("level", 0.95)
+    if ax is None:
+        fig.suptitle(f"{'Contrasts' if est in ('estimate', 'odds.ratio', 'ratio') else 'Estimated marginal means'}"
+                     f" with {lev:.0%} confidence intervals", fontsize=11)
     fig.tight_layout()
     return fig

@@ -244,8 +244,12 @@ def test_type3_needs_treatment_coding_and_arguments_are_checked():
     assert list(a1.index) == ["Days", "C(grp, contr.sum)"] and list(a1["NumDF"]) == [1, 2]
     with pytest.raises(SparseMixedError, match="ddf must be"):
         res.coef_table("Wald")
-    with pytest.raises(SparseMixedError, match="type must be 1 or 3"):
-        res.anova(type=2)
+    with pytest.raises(SparseMixedError, match="type must be 1, 2 or 3"):
+        res.anova(type=4)
+    # type 2 needs no particular coding: with main effects only, each term's own coefficients
+    a2 = res.anova(type="II")
+    assert list(a2["NumDF"]) == [1, 2] and a2.attrs["heading"].startswith("Type II ")
+    np.testing.assert_allclose(a2.to_numpy(float), res.drop1().to_numpy(float), rtol=1e-12)
 
 
 def test_contest_joint_and_separate():

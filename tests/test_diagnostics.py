@@ -94,3 +94,23 @@ def test_a_saddle_point_is_left_for_the_minimum():
                 for x0 in ([0.5, -0.5, 0.5], [0.01, -1.0, 0.01], [1.0, 0.0, 1.0])), key=lambda o: o.fun)
     assert r.objective == pytest.approx(best.fun, abs=1e-7)
     assert abs(r.theta[1]) > 0.9 and r.theta[2] < 1e-3       # the correlation at -1, not 0
+
+
+def test_an_early_stop_states_the_gap_the_check_can_see():
+    """An optimizer out of evaluations is not polished (maxeval is the user's budget), but the
+    scaled-gradient warning states the decrease a Newton step would bring, close to the gap
+    to the optimum."""
+    import re
+
+    m = sm.lmer("Reaction ~ Days + (Days|Subject)", sm.datasets.load("sleepstudy"))
+    best = m.fit().objective
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = m.fit(optimizer="bobyqa", maxeval=12)
+    assert "polish" not in r.optsummary.diagnostics
+    said = [re.search(r"lower the criterion by about ([0-9.e+-]+)", str(w.message)) for w in caught]
+    said = [float(s.group(1)) for s in said if s]
+    assert len(said) == 1
+    gap = r.objective - best
+    assert gap > 0 and 0.2 * gap < said[0] < 5 * gap
+    assert r.optsummary.diagnostics["newton_decrease"] == pytest.approx(said[0], rel=1e-2)

@@ -13,8 +13,11 @@ The terms come out in the order of lme4's ``findbars`` (which the model then sor
 (by degree: ``x*z`` gives x, z, x:z); then each term's ``a/b/c`` into ``c:b:a, b:a, a``,
 the most deeply nested first.  So ``(1 + x || a/b)`` is ``(1|b:a) (1|a) (0+x|b:a) (0+x|a)``.
 
-The fixed part is handed to formulaic unchanged (but for R's ``^``, below); only the bar
-terms are parsed here.
+The fixed part is handed to formulaic unchanged (but for R's ``^``, below, and the column
+names of names.py); only the bar terms are parsed here, and ``offset(expr)`` terms of the
+fixed part are taken out of it (``ParsedFormula.offsets``: known terms added to the linear
+predictor, lme4's offset()).  Grouping factors are column names, in backticks
+(``(1 | `my grp`)``) or ``Q("my grp")`` when they are not syntactic names.
 
 ``^`` inside a function call (``I(x^2)``, ``log(x^2)``) is R's power, which Python spells
 ``**`` (in Python ``^`` is bitwise xor: formulaic would fit ``x xor 2`` for an integer x,
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 
 from ..errors import FormulaError
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$|^`[^`]+`$")
+_QNAME = re.compile(r"""^Q\(\s*("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')\s*\)$""")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ParsedFormula:
     fixed: str          # right-hand side of the fixed part, formulaic syntax
     bars: tuple[BarTerm, ...]
     text: str
+    offsets: tuple[str, ...] = ()     # the expressions of the fixed part's offset(...) terms
 
     @property
     def fixed_formula(self) -> str:
@@ -63,10 +68,14 @@ class ParsedFormula:
 
 
 def _split_top(text: str, sep: str) -> list[str]:
-    """Split ``text`` on ``sep`` at parenthesis depth 0."""
-    parts, depth, start = [], 0, 0
+    """Split ``text`` on ``sep`` at parenthesis depth 0 (not inside quotes or backticks)."""
+    parts, depth, start, quote = [], 0, 0, None
     for i, ch in enumerate(text):
-        if ch == "(":
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
@@ -78,8 +87,14 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 
 def _check_parens(text: str, formula: str) -> None:
-    depth = 0
+    depth, quote = 0, None
     for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+            continue
+        if ch in "'\"`":
+            quote = ch
+            continue
         depth += ch == "("
         depth -= ch == ")"
         if depth < 0:
@@ -109,22 +124,42 @@ def _expand_groups(gexpr: str, formula: str) -> list[tuple[str, ...]]:
         piece = _strip_outer(piece)
         if not piece:
             raise FormulaError(f"empty grouping factor in a random-effects term of {formula!r}")
-        nest = [p.strip() for p in piece.split("/")]
+        nest = [p.strip() for p in _split_top(piece, "/")]
         for level in reversed(range(len(nest))):
             # lme4's expandSlash: a/b -> b:a + a ; within one part keep the written order
             names: list[str] = []
             for part in reversed(nest[: level + 1]):
-                names.extend(x.strip() for x in part.split(":"))
+                names.extend(x.strip() for x in _split_top(part, ":"))
             for n in names:
-                if not n or not _NAME.match(n):
+                if not n or not (_NAME.match(n) or _QNAME.match(n)):
                     raise FormulaError(
                         f"grouping factor {n!r} in {formula!r} is not a column name; "
-                        "grouping factors are column names joined by ':' or '/'"
+                        "grouping factors are column names joined by ':' or '/' (odd names in "
+                        "backticks, `my group`, or as Q(\"my group\"))"
                     )
-            tup = tuple(n.strip("`") for n in names)
+            tup = tuple(_group_name(n) for n in names)
             if tup not in out:
                 out.append(tup)
     return out
+
+
+def _group_name(n: str) -> str:
+    """A grouping factor's column: ``g``, ``\`my g\``` or ``Q("my g")`` -> the name."""
+    m = _QNAME.match(n)
+    if m:
+        import ast
+
+        return ast.literal_eval(m.group(1))
+    return n[1:-1] if n.startswith("`") and n.endswith("`") else n
+
+
+def _offset_call(term: str) -> str | None:
+    """``offset(expr)`` -> ``expr``; anything else -> None."""
+    m = re.match(r"^offset\s*\(", term)
+    if not m or not term.endswith(")"):
+        return None
+    inner = term[m.end():-1]
+    return inner.strip() if _strip_outer("(" + inner + ")") == inner.strip() else None
 
 
 def _expr_columns(expr: str) -> list[str]:
@@ -188,7 +223,7 @@ def r_power(text: str) -> str:
             stack.append(j >= 0 and (text[j].isalnum() or text[j] in "_."))   # a call: name(
         elif ch == ")" and stack:
             stack.pop()
-        elif ch == "^" and any(stack):
+        elif ch == "^" and any(stack) and not (i and text[i - 1] == "*"):     # (x*^2: not R, left as it is)
             out.append("**")
             continue
         out.append(ch)
@@ -208,6 +243,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         )
     response, rhs = sides[0].strip(), sides[1].strip()
     fixed_parts: list[str] = []
+    offsets: list[str] = []
     bars: list[BarTerm] = []
     # split on top-level '+' but keep '-' terms with the fixed part
     for raw in _split_top(rhs, "+"):
@@ -249,6 +285,29 @@ def parse_formula(formula: str) -> ParsedFormula:
                 "must be written in parentheses, e.g. '(1 | g)'"
             )
         else:
-            fixed_parts.append(piece)
+            first, *minus = _split_top(piece, "-")
+            inner = _offset_call(first.strip())
+            if inner is not None:                 # offset(expr) [- terms]: lme4's offset()
+                if not inner:
+                    raise FormulaError(f"empty offset() in formula {formula!r}: write offset(column) or "
+                                       "offset(log(column))")
+                offsets.append(inner)
+                if minus:                         # offset(t) - 1: the terms removed stay removed
+                    rest = " - ".join(m.strip() for m in minus)
+                    if fixed_parts:
+                        fixed_parts[-1] = f"{fixed_parts[-1]} - {rest}"
+                    else:
+                        fixed_parts.append(f"1 - {rest}")
+                piece = ""
+            if any(_offset_call(m.strip()) is not None for m in minus):
+                raise FormulaError(f"'- offset(...)' in formula {formula!r}: an offset is added to the linear "
+                                   "predictor; write '+ offset(-expr)' to subtract it")
+            if piece:
+                fixed_parts.append(piece)
     fixed = " + ".join(fixed_parts) if fixed_parts else "1"
-    return ParsedFormula(response=response, fixed=fixed, bars=tuple(bars), text=formula)
+    for where in [fixed] + [b.expr for b in bars]:
+        if re.search(r"(?<![\w.`])offset\s*\(", where):
+            raise FormulaError(f"offset(...) in {where!r} of formula {formula!r}: an offset is a term of the "
+                               "fixed part on its own, e.g. 'y ~ x + offset(log(t)) + (1 | g)'")
+    return ParsedFormula(response=response, fixed=fixed, bars=tuple(bars), text=formula,
+                         offsets=tuple(offsets))

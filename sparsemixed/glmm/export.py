@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import html as _html
 import math
 
 import numpy as np
@@ -63,14 +62,13 @@ def to_frame(res) -> pd.DataFrame:
 
 
 def html(res) -> str:
+    """The summary for notebooks: AIC table, random effects (Variance, Std.Dev., Corr), the
+    fixed effects' z tests, the fit's warnings (results/export.py's fit_html)."""
+    from ..results.display import aictab_lines
+    from ..results.export import _aic_html, fit_html
+
     m = res.model
-    esc = _html.escape
-    head = (f"<p><b>Generalized linear mixed model fit by maximum likelihood ({esc(_method(res))})</b> "
-            f"[sparsemixed]<br>Family: {esc(m.family.name)} ({esc(m.family.link.name)})<br>"
-            f"<code>{esc(str(m.formula))}</code><br>"
-            f"-2 logLik {res.minus2loglik:.4f}; AIC {res.aic:.4f}; BIC {res.bic:.4f}; "
-            f"{res.nobs:,} observations; groups: "
-            + ", ".join(f"{esc(k)} {v:,}" for k, v in res.ngroups.items())
-            + (" &mdash; <b>singular fit</b>" if res.is_singular else "") + "</p>")
-    return (head + "<p>Random effects</p>" + res.varcorr.to_html(index=False, float_format="%.4g", na_rep="")
-            + "<p>Fixed effects</p>" + res.coef_table().to_html(float_format="%.4g"))
+    crit = _aic_html(aictab_lines(["AIC", "BIC", "logLik", "-2*log(L)", "df.resid"],
+                                  [res.aic, res.bic, res.loglik, res.minus2loglik, res.nobs - res.npar]))
+    return fit_html(res, f"Generalized linear mixed model fit by maximum likelihood ({_method(res)})", crit,
+                    family=f"{m.family.name} ({m.family.link.name})")

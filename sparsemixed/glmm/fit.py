@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import NumericalError
 from ..linalg.threads import one_blas_thread
-from ..optimize import OptSummary, leave_boundary, merge_restart, minimize
+from ..optimize import OptSummary, kernel_interrupts, leave_boundary, merge_restart, minimize
 from . import gradient
 from .response import PerfectFitWarning, perfect_fit_warning
 
@@ -219,7 +219,9 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
     bar = progress(desc=f"glmer fit (nAGQ={nAGQ})", unit=" evals", enabled=verbose)
     tick = None if bar is None else (lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")))
     try:
-        with one_blas_thread():         # BLAS threads left spinning slow the parallel row passes
+        # BLAS threads left spinning slow the parallel row passes; a Ctrl-C inside a compiled
+        # kernel comes out as KeyboardInterrupt (optimize.kernel_interrupts)
+        with one_blas_thread(), kernel_interrupts():
             from ..recentre import fit_glmm_recentred     # slopes on covariates far from 0: fit centred
 
             res = fit_glmm_recentred(model, nAGQ, _fit, control, tick, GlmerResult)

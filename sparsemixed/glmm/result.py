@@ -177,9 +177,13 @@ class GlmerResult(RandomEffectsMixin):
         return pd.DataFrame(rows, columns=["grpvar", "term", "grp", "condval", "condsd"])
 
     # -- rows ---------------------------------------------------------------------------
-    def fitted(self) -> np.ndarray:
-        """mu-hat, the fitted values on the response scale (proportions for binomial)."""
-        return self._rows("fitted()").mu.copy()
+    def fitted(self, na_action: str | None = None) -> pd.Series:
+        """mu-hat, the fitted values on the response scale (proportions for binomial): a
+        Series on the data's row labels, the rows used in the fit (``na_action="omit"``, R's
+        na.omit) or every row with NaN for those dropped for missing values ("exclude")."""
+        from ..results.export import row_series
+
+        return row_series(self, self._rows("fitted()").mu.copy(), "fitted", na_action)
 
     def linear_predictor(self) -> np.ndarray:
         return self._rows("linear_predictor()").eta.copy()
@@ -193,8 +197,14 @@ class GlmerResult(RandomEffectsMixin):
                                     "not available; build it from a pandas DataFrame for row-level quantities")
         return self.mode
 
-    def residuals(self, type: str = "deviance") -> np.ndarray:
-        """lme4's residuals(fit, type): deviance (default), pearson, working, response."""
+    def residuals(self, type: str = "deviance", na_action: str | None = None) -> pd.Series:
+        """lme4's residuals(fit, type): deviance (default), pearson, working, response; a
+        Series indexed as :meth:`fitted` (``na_action``: "omit" or "exclude")."""
+        from ..results.export import row_series
+
+        return row_series(self, self._residual_values(type), "residuals", na_action)
+
+    def _residual_values(self, type: str) -> np.ndarray:
         if type not in RESIDUAL_TYPES:
             from ..errors import ArgumentError
 
@@ -254,18 +264,49 @@ class GlmerResult(RandomEffectsMixin):
 
         return confint(self, parm=parm, level=level, method=method, nsim=nsim, seed=seed, progress=progress)
 
-    def profile(self, which=None, alphamax: float = 0.01, maxpts: int = 100) -> pd.DataFrame:
-        """lme4's ``as.data.frame(profile(fit))``: ``.zeta`` and every parameter along each
-        profiled one (``which``: None, names, "theta_", "beta_"); see glmm/profile.py."""
-        from .profile import profile
+    def profile(self, which=None, alphamax: float = 0.01, maxpts: int = 100):
+        """lme4's ``profile(fit)``: a :class:`~sparsemixed.inference.profile.LikelihoodProfile`
+        (``as.data.frame(profile(fit))``: ``.zeta`` and every parameter along each profiled one;
+        ``which``: None, names, "theta_", "beta_"), with ``confint(level)`` and ``plot_zeta()``;
+        see glmm/profile.py."""
+        from ..inference.profile import profile_result
 
-        return profile(self, which=which, alphamax=alphamax, maxpts=maxpts)
+        return profile_result(self, which=which, alphamax=alphamax, maxpts=maxpts)
 
     def anova(self, *others, names=None) -> pd.DataFrame:
         """Likelihood-ratio tests of this fit against other glmer fits (``sparsemixed.anova``)."""
         from .compare import anova
 
         return anova(self, *others, names=names)
+
+    def drop1(self, scope=None, test: str = "Chisq") -> pd.DataFrame:
+        """Single-term deletions of the fixed terms contained in no other (``scope``: some
+        of them): ``test="Chisq"`` lme4's ``drop1(fit, test = "Chisq")`` (likelihood-ratio
+        tests of refits: rows ``<none>`` and each term, columns npar, AIC, LRT, Pr(Chi)),
+        ``"none"`` npar and AIC only, ``"Wald"`` Wald chi-square tests from :meth:`vcov`
+        (columns Chisq, Df, Pr(>Chisq); car's Anova for these terms).  See
+        :mod:`sparsemixed.inference.ranova`."""
+        from ..inference.ranova import drop1_glmer
+
+        return drop1_glmer(self, scope=scope, test=test)
+
+    def update(self, formula: str | None = None, data=None, **kw) -> "GlmerResult":
+        """R's ``update``: the model refitted with ``formula`` updated from this one's
+        (``". ~ . - x"``: R's update.formula) and/or new ``data``; family, nAGQ, prior
+        weights and offset as this fit's unless given (weights=, offset=, family=, nAGQ=,
+        na_action=), other keywords go to ``fit()``."""
+        from ..inference.update import refit_glmer
+
+        return refit_glmer(self, formula, data, **kw)
+
+    def emmeans(self, specs, by=None, **kwargs):
+        """Estimated marginal means, as R's emmeans (``sparsemixed.emmeans``): on the link
+        scale, or back-transformed with ``type="response"`` (probabilities, rates); z-based
+        (df Inf).  ``.pairs()`` gives log odds ratios / log ratios (odds ratios / ratios on
+        the response scale)."""
+        from ..inference.emmeans import emmeans
+
+        return emmeans(self, specs, by=by, **kwargs)
 
     # -- export -------------------------------------------------------------------------
     def to_dict(self, ranef: bool = True) -> dict:
@@ -285,6 +326,18 @@ class GlmerResult(RandomEffectsMixin):
 
         return html(self)
 
+    def to_latex(self, **kw) -> str:
+        """A publication table of this fit in LaTeX (booktabs); see :func:`sparsemixed.table`."""
+        from ..results.export import table
+
+        return table([self], **kw).to_latex()
+
+    def to_markdown(self, **kw) -> str:
+        """A publication table of this fit in Markdown; see :func:`sparsemixed.table`."""
+        from ..results.export import table
+
+        return table([self], **kw).to_markdown()
+
     # -- printing -----------------------------------------------------------------------
     def summary(self) -> str:
         from .display import summary_text
@@ -297,3 +350,13 @@ class GlmerResult(RandomEffectsMixin):
     def __repr__(self) -> str:
         return (f"<GlmerResult {self.model.formula!r} ({self.model.family!r}, nAGQ={self.nAGQ}): "
                 f"-2logLik {self.minus2loglik:.4f}, theta={np.round(self.theta, 5).tolist()}>")
+
+
+def _tables_print_whole():
+    from ..results.lmer_result import _tables_print_whole as wrap
+
+    wrap(GlmerResult, methods=("coef", "coef_table", "ranef_frame", "confint", "anova", "drop1", "to_frame"),
+         properties=("varcorr", "ranef"))
+
+
+_tables_print_whole()

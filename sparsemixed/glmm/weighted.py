@@ -19,6 +19,7 @@ from ..crossprod import CrossProducts
 from ..engine.reweight import values_on_pattern
 from ..errors import NumericalError
 from ..linalg.threads import kernel_threads, serial_twin
+from ..optimize import interrupt_in
 
 
 def structural_gram(Z: sp.csr_matrix) -> sp.csr_matrix:
@@ -166,9 +167,14 @@ class WeightedProducts:
         with_X = bool(with_X and p)
         small = with_X and p <= SMALL_P
         threads = kernel_threads(self.row_ptr[-1] + self.n)
-        A, Ztr, ZtX, XtX, Xtr, rtr = (_pass if threads > 1 else _pass_serial)(
-            self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
-            self.X, with_X, small, self.A.nnz, self.A.shape[0], threads)
+        try:
+            A, Ztr, ZtX, XtX, Xtr, rtr = (_pass if threads > 1 else _pass_serial)(
+                self.row_ptr, self.pos, self.prod, self.z_ptr, self.z_ind, self.z_val, w, r,
+                self.X, with_X, small, self.A.nnz, self.A.shape[0], threads)
+        except SystemError as exc:      # a Ctrl-C in the parallel pass: KeyboardInterrupt (optimize.interrupt_in)
+            if interrupt_in(exc) is None:
+                raise
+            raise KeyboardInterrupt("interrupted in a compiled kernel") from exc
         if small:
             XtX = XtX + np.tril(XtX, -1).T
         elif with_X:

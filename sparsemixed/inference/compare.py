@@ -27,6 +27,85 @@ from .vartests import _check_same_data, _same_fixed, lrt_variance
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 
 
+# -- internal refits: their warnings concern a fit the user did not make -------------------
+def refit_ml(result, start=None):
+    """``result``'s model refitted by maximum likelihood (lme4's refitML), its warnings caught
+    rather than shown: (fit, warnings as (category, message) pairs)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = result.model.fit(REML=False, start=start)
+    return fit, [(w.category, str(w.message)) for w in caught]
+
+
+def reemit_refit_warnings(records, context: str, user_result=None, stacklevel: int = 3) -> list[str]:
+    """Of an internal refit's caught warnings, show those that concern the user's model --
+    the refit's convergence problems, and a singular refit of a fit that was not singular
+    (the user was told of a singular fit when fitting) -- reworded to say which fit they come
+    from (``context``), in their own category; the others are only returned.  Returns every
+    caught message (to be recorded on the returned object)."""
+    import warnings
+
+    from ..errors import ConvergenceWarning, SingularFitWarning
+
+    shown = set()
+    for cat, msg in records:
+        if not issubclass(cat, (ConvergenceWarning, SingularFitWarning)) or (cat, msg) in shown:
+            continue
+        if issubclass(cat, SingularFitWarning) and user_result is not None and user_result.is_singular:
+            continue
+        shown.add((cat, msg))
+        warnings.warn(f"{context}: {msg}", cat, stacklevel=stacklevel + 1)
+    return [msg for _, msg in records]
+
+
+def quietly_refitted(result, run, what: str):
+    """``run()`` (a profile of ``result``, or its profile intervals) with the warnings of the
+    model refits it makes (the ML refit of a REML fit) caught: a singular refit of a fit that
+    was not singular and the refits' convergence problems are shown reworded (the fit they
+    concern named), the others only recorded; ``run()``'s own warnings (ProfileWarning ...)
+    are shown as they are.  Returns run()'s value with ``attrs["refit_warnings"]`` (a list of
+    the refits' messages).  (The refits are told apart by wrapping ``result.model.fit`` for
+    the duration of the call.)"""
+    import warnings
+
+    model = getattr(result, "model", None)
+    refit_caught = []
+    patched = model is not None and hasattr(model, "fit")
+    if patched:
+        had = "fit" in vars(model)
+        before = vars(model).get("fit")
+        original = model.fit
+
+        def fit_quietly(*args, **kwargs):
+            with warnings.catch_warnings(record=True) as c:
+                warnings.simplefilter("always")
+                out = original(*args, **kwargs)
+            refit_caught.extend(c)
+            return out
+
+        model.fit = fit_quietly
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = run()
+    finally:
+        if patched:
+            if had:
+                model.fit = before
+            else:
+                del model.fit
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=4)      # the user's call (via the method)
+    msgs = reemit_refit_warnings([(w.category, str(w.message)) for w in refit_caught],
+                                 f"{what}: the ML refit of this REML fit (lme4 profiles the ML deviance)", result,
+                                 stacklevel=4)
+    if hasattr(value, "attrs"):
+        value.attrs["refit_warnings"] = msgs
+    return value
+
+
 def anova(*results, **kw):
     """lme4's ``anova``: likelihood-ratio tests of nested fitted models.
 
@@ -46,12 +125,16 @@ def anova(*results, **kw):
     if any(isinstance(r, GlmerResult) for r in results):     # glmer fits: glmm/compare.py
         from ..glmm.compare import anova as glmer_anova
 
-        return glmer_anova(*results, **kw)
+        from ..results.display import whole
+
+        return whole(glmer_anova(*results, **kw))
     if len(results) == 1:
         method = getattr(results[0], "anova", None)
         if method is None:
             raise SparseMixedError(f"{type(results[0]).__name__} has no anova() method for a single model")
-        return method(**kw)
+        from ..results.display import whole
+
+        return whole(method(**kw))
     refit = kw.pop("refit", True)
     names = kw.pop("names", None)
     if kw:
@@ -67,8 +150,18 @@ def anova(*results, **kw):
         raise SparseMixedError(f"names must be {len(results)} distinct names, got {names}")
     _check_same_data(results)
     reml = [r.REML for r in results]
+    refit_warnings = {}
     if refit:
-        fits = [r.model.fit(REML=False) if r.REML else r for r in results]
+        fits = []
+        for name, r in zip(names, results):
+            if not r.REML:
+                fits.append(r)
+                continue
+            f, caught = refit_ml(r)
+            fits.append(f)
+            if caught:
+                refit_warnings[name] = reemit_refit_warnings(
+                    caught, f"anova's ML refit of {name} ({r.model.formula})", r, stacklevel=2)
     else:
         if any(reml) and not all(reml):
             raise SparseMixedError("with refit=False all models must be fitted by the same criterion; "
@@ -97,7 +190,10 @@ def anova(*results, **kw):
     out.attrs["formulas"] = {names[i]: f.model.formula for i, f in zip(order, fits)}
     out.attrs["refit"] = bool(refit and any(reml))
     out.attrs["fits"] = fits
-    return out
+    out.attrs["refit_warnings"] = refit_warnings       # per model name: the ML refit's warnings
+    from ..results.display import whole
+
+    return whole(out)
 
 
 class CompareMixin:

@@ -3,11 +3,20 @@
     coef_table(ddf)   per coefficient beta_j: l = e_j, t = beta_j / SE, df by
                       Satterthwaite (satterthwaite.py) or Kenward-Roger (kenward_roger.py)
     anova(ddf, type)  per term of the fixed formula, an F-test of L_T beta = 0
+    drop1(ddf)        lmerTest's drop1: an F-test of each term contained in no other (R's
+                      drop.scope) by its own coefficients, L_T = rows of I (ranova.py)
 
 Contrasts L_T, as lmerTest builds them:
 
   type 1 (sequential): X'X = L D L' (Doolittle, L unit lower triangular); L_T = the rows
       of L' belonging to term T's columns (entries below 1e-6 set to 0).
+  type 2 (car's marginality, lmerTest's anova(type = 2)): a term T contained in no other
+      term (the variables coded 1 of T a proper subset of those of T', the same numeric
+      variables; as for type 3) is tested by its own coefficients, L_T = rows of I for T's
+      columns; otherwise X's columns are reordered as [the others, T, the terms containing
+      T], L' of the Doolittle factor of the reordered X'X taken at T's rows (entries below
+      1e-6 set to 0) and its columns put back in X's order: T adjusted for every term
+      that does not contain it.
   type 3 (SAS type III, contr.treatment coding): rdX = [1, per term all-level (dummy)
       columns], L = (X^+ rdX)' (rows: rdX's columns, columns: X's), zapsmall'ed; from the
       highest-order terms down, the columns of a term T contained in other terms T' (the
@@ -48,9 +57,11 @@ def _anova_type(type) -> int:
     key = str(type).upper()
     if key in ("1", "I"):
         return 1
+    if key in ("2", "II"):
+        return 2
     if key in ("3", "III"):
         return 3
-    raise SparseMixedError(f"type must be 1 or 3 (also 'I', 'III'), got {type!r}")
+    raise SparseMixedError(f"type must be 1, 2 or 3 (also 'I', 'II', 'III'), got {type!r}")
 
 
 def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
@@ -128,14 +139,18 @@ class DdfMixin:
 
     # -- F-tests per term ----------------------------------------------------------------
     def anova(self, ddf: str = "Satterthwaite", type=3) -> pd.DataFrame:
-        """lmerTest's anova(fit, type=, ddf=): one F-test per term of the fixed formula."""
+        """lmerTest's anova(fit, type=, ddf=): one F-test per term of the fixed formula.
+        ``type`` 3 (default; SAS type III), 2 (car's marginality: each term adjusted for the
+        terms that do not contain it) or 1 (sequential); ``ddf`` "Satterthwaite" or
+        "Kenward-Roger".  Columns Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)."""
         method = _method(ddf) or "Satterthwaite"
         contrasts = self._term_contrasts(_anova_type(type))
+        names = getattr(getattr(self.model, "fixed_spec", None), "names", None)   # columns aliased for formulaic
         rows, index = [], []
         for name, L in contrasts.items():
             row = self._ftest(L, method)
             rows.append(row if row else {c: np.nan for c in ANOVA_COLS})
-            index.append(name)
+            index.append(names.restore(name) if names is not None else name)
         out = pd.DataFrame(rows, index=pd.Index(index, dtype=object), columns=ANOVA_COLS)
         out.attrs["heading"] = (f"Type {'I' * _anova_type(type)} Analysis of Variance Table with "
                                 f"{method}'s method")
@@ -165,20 +180,60 @@ class DdfMixin:
             return {}
         if type == 3 and len(terms) > 1:
             return _type3(self, spec, terms, cols)
+        if type == 2 and len(terms) > 1 and p > 1:
+            return _type2(self, spec, terms, cols)
         return _type1(self, cols)
 
 
-def _type1(res, cols) -> dict:
+def _xtx(res) -> np.ndarray:
+    """X'X, unweighted (lmerTest's crossprod(model.matrix(fit)))."""
     m = res.model
     if m.weights_arg is not None:
         X = res.model_matrices()[0]
-        XtX = X.T @ X
-    else:
-        XtX = m.crossprod.XtX
+        return X.T @ X
+    return m.crossprod.XtX
+
+
+def _doolittle_t(XtX) -> np.ndarray:
+    """L' of lmerTest's doolittle(X'X) (X'X = L D L', L unit lower triangular), entries
+    below 1e-6 set to 0."""
     R = np.linalg.cholesky(XtX).T                      # X'X = R'R, R upper
     U = R / np.diag(R)[:, None]                        # Doolittle's L'
     U[np.abs(U) < 1e-6] = 0.0
+    return U
+
+
+def _type1(res, cols) -> dict:
+    U = _doolittle_t(_xtx(res))
     return {name: U[c] for name, c in cols.items()}
+
+
+def containment(terms, spec) -> dict:
+    """lmerTest's containment(): per term label, the labels of the terms that contain it
+    (its variables coded 1 a proper subset of theirs, the same numeric variables)."""
+    codes = _factor_codes(terms, spec)
+    labels = [str(t) for t in terms]
+    return {T: [T2 for T2 in labels if codes[T][0] <= codes[T2][0] and codes[T2][0] - codes[T][0]
+                and codes[T][1] == codes[T2][1]] for T in labels}
+
+
+def _type2(res, spec, terms, cols) -> dict:
+    """lmerTest's get_contrasts_type2_unfolded (module docstring)."""
+    XtX = _xtx(res)
+    p = XtX.shape[0]
+    contained = containment(terms, spec)
+    out = {}
+    for T in (str(t) for t in terms):
+        if not contained[T]:
+            out[T] = np.eye(p)[cols[T]]
+            continue
+        within = list(cols[T]) + [j for T2 in contained[T] for j in cols[T2] if j not in cols[T]]
+        order = [j for j in range(p) if j not in within] + within
+        U = _doolittle_t(XtX[np.ix_(order, order)])
+        back = np.argsort(order)                           # new position of each X column
+        rows = [back[j] for j in cols[T]]
+        out[T] = U[rows][:, back]
+    return out
 
 
 def _factor_codes(terms, spec):
@@ -202,16 +257,19 @@ def _rdx(res, spec, terms):
     from ..formula.design import r_name
 
     fr = res._frame()
-    data = res.model.data
-    data = data.loc[fr.kept] if fr.kept is not None else data
+    aliases = getattr(spec, "names", None)          # columns aliased for formulaic (formula/names.py)
+    data = aliases.frame(res.model.data) if aliases is not None else res.model.data
     blocks, names = [], []
     if "(Intercept)" in res.model.fixef_names:
         blocks.append(np.ones((fr.n, 1)))
         names.append("(Intercept)")
     for t in terms:
-        mm = formulaic.model_matrix("0 + " + str(t), data, ensure_full_rank=False)
-        blocks.append(np.asarray(mm, float))
-        names.extend(r_name(c) for c in mm.columns)
+        # on every row, then the fit's rows: stateful transforms (scale, poly) learn from all
+        # rows, as the fit's encoding did (formula/design.py)
+        mm = formulaic.model_matrix("0 + " + str(t), data, ensure_full_rank=False, na_action="ignore")
+        a = np.asarray(mm, float)
+        blocks.append(a[fr.kept] if fr.kept is not None else a)
+        names.extend(r_name(c, aliases) for c in mm.columns)
     return np.hstack(blocks), names
 
 

@@ -2,6 +2,11 @@
 
     fit      = X_new beta + Z_new^(S) b (+ offset)
 
+X_new and Z_new replay the fit's encoding, transform states included (the training means
+and sds of ``scale(x)``, the polynomial basis of ``poly(x, 2)``: formula/design.py's
+EncodingSpec), as lme4's predict does; the offset is the formula's ``offset(expr)`` terms
+evaluated on newdata plus the ``offset=`` column when it was given by name.
+
 where ``S`` is the set of random-effects columns selected by ``re_form`` (None: all;
 ``"~0"``/``"NA"``: none; ``"~(1|g)"``: the named columns of g's effects, lme4's matching by
 grouping factor and column name).  A row whose level of a selected grouping factor was
@@ -52,7 +57,7 @@ def _select_terms(self, re_form, newdata) -> dict:
     if text.lower() in _NO_RE:
         return {}
     from ..formula.bars import parse_formula
-    from ..formula.design import r_name
+    from ..formula.design import expr_columns
 
     rhs = text[1:] if text.startswith("~") else text
     parsed = parse_formula(f"_y_ ~ {rhs}")
@@ -71,10 +76,8 @@ def _select_terms(self, re_form, newdata) -> dict:
         if same:
             cols = terms[same[0]].columns
         else:
-            import formulaic
-
             src = self.model.data if newdata is None else newdata
-            cols = [r_name(c) for c in formulaic.model_matrix(bar.expr, src, na_action="ignore").columns]
+            cols = expr_columns(bar.expr, pd.DataFrame(src) if isinstance(src, dict) else src)
         for c in cols:
             hit = [(i, terms[i].columns.index(c)) for i in cands if c in terms[i].columns]
             if not hit:
@@ -120,17 +123,20 @@ def newdata_columns(model, data: pd.DataFrame, sel: dict) -> set:
 
 
 def _fixed_design(model, data: pd.DataFrame) -> np.ndarray:
-    """X of newdata (complete rows), replaying the fit's encoding; unseen levels are errors."""
+    """X of newdata (complete rows), replaying the fit's encoding (the fit's transform states:
+    means and sds of scale(), polynomial bases of poly()); unseen levels are errors."""
     spec = model.fixed_spec
+    renamed = spec.frame(data) if hasattr(spec, "frame") else data      # columns aliased for formulaic
     for name, (kind, state) in spec.encoder_state.items():
         cats = state.get("categories") if isinstance(state, dict) else None
-        if cats is None or name not in data.columns:
+        if cats is None or name not in renamed.columns:
             continue
-        vals = data[name]
+        vals = renamed[name]
         bad = ~vals.isin(list(cats))
         if bad.any():
             new = list(dict.fromkeys(vals[bad].astype(str)))[:5]
-            raise DataError(f"column {name!r} of newdata has level(s) {', '.join(map(repr, new))} not seen "
+            shown = spec.display(name) if hasattr(spec, "display") else name
+            raise DataError(f"column {shown!r} of newdata has level(s) {', '.join(map(repr, new))} not seen "
                             f"in the fit (levels: {', '.join(map(str, cats))}); a fixed effect cannot be "
                             "predicted for a new level: drop those rows or recode them")
     with warnings.catch_warnings(record=True) as caught:
@@ -262,6 +268,10 @@ class PredictMixin(SimulateMixin):
             X = _fixed_design(model, sub)
             Z, prior = _random_design(self, sub, sel, allow_new_levels)
             offset = sub[offcol].to_numpy(dtype=float) if offcol is not None else 0.0
+            formula_offset = (model.fixed_spec.offset_values(sub) if hasattr(model.fixed_spec, "offset_values")
+                              else None)
+            if formula_offset is not None:      # offset() terms of the formula, on newdata
+                offset = offset + formula_offset
             wcol = model.weights_arg
             w = (sub[wcol].to_numpy(dtype=float) if isinstance(wcol, str) and wcol in sub.columns
                  else np.ones(len(sub)))

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from ..formula.design import numpy_columns, r_name
+from ..formula.design import EncodingSpec, numpy_columns, r_name
+from ..formula.names import Names, required
 from ..assemble import lme4_term_order, unique_names
 from ..terms.grouping import GroupingFactor, _level_labels, encode_column
 from ..terms.random_term import RandomTerm, TermRows
@@ -110,18 +111,23 @@ class Encoding:
         n = scan.rows - scan.na_rows
         if n == 0:
             raise DataError("no rows are left after dropping rows with missing values")
-        proto = _prototype(scan, plan, kinds)
         parsed = plan.parsed
+        if parsed.offsets:
+            raise FormulaError(f"offset({parsed.offsets[0]}) in the formula: a streamed or Dask build takes the "
+                               "offset as a column, offset='column' (compute it in the source first)")
+        # columns formulaic cannot read by name (IQ.verb, `my col`) go to it under aliases (names.py)
+        names = Names.build([parsed.fixed_formula] + [b.expr for b in parsed.bars], plan.used, also=plan.used)
+        proto = names.frame(_prototype(scan, plan, kinds))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mm = formulaic.model_matrix(parsed.fixed_formula, proto, na_action="raise")
+                mm = formulaic.model_matrix(names.text(parsed.fixed_formula), proto, na_action="raise")
         except Exception as exc:
             raise FormulaError(f"cannot encode the fixed-effects part {parsed.fixed_formula!r}: {exc}") from None
         stateless([mm.model_spec.lhs, mm.model_spec.rhs], f"fixed-effects part {parsed.fixed_formula!r}")
         if np.asarray(mm.lhs).reshape(len(proto), -1).shape[1] != 1:
             raise DataError(f"the response {parsed.response!r} must be one numeric column")
-        X_names = [r_name(c) for c in mm.rhs.columns]
+        X_names = [r_name(c, names) for c in mm.rhs.columns]
         terms, lookups = [], []
         for bar in parsed.bars:
             g = tuple(bar.factors)
@@ -129,20 +135,28 @@ class Encoding:
             combos = pd.DataFrame({f: level_series(scan, kinds, f, combos[f]) for f in g})
             group, lookup = GroupLookup.build(g, combos)
             try:
-                tm = formulaic.model_matrix(bar.expr, proto, na_action="raise")
+                tm = formulaic.model_matrix(names.text(bar.expr), proto, na_action="raise")
             except Exception as exc:
                 raise FormulaError(f"cannot encode random-effects term {bar}: {exc}") from None
             stateless(tm.model_spec, f"random-effects term {bar}")
-            cols = [r_name(c) for c in tm.columns]
+            cols = [r_name(c, names) for c in tm.columns]
             if not cols:
                 raise FormulaError(f"random-effects term {bar} has no columns")
-            terms.append(RandomTerm(bar.expr, group, cols, tm.model_spec))
+            spec = tm.model_spec
+            if names.aliases:       # chunks and newdata renamed as the prototype was
+                spec = EncodingSpec(spec, (), f"the random-effects term {bar}", names, required(bar.expr, plan.used))
+            terms.append(RandomTerm(bar.expr, group, cols, spec))
             lookups.append(lookup)
         order = lme4_term_order(terms)
         terms, lookups = [terms[i] for i in order], [lookups[i] for i in order]
         for t, name in zip(terms, unique_names([t.group.name for t in terms])):
             t.name = name
-        return cls(plan, mm.model_spec, X_names, terms, lookups, n, scan.na_rows, msg)
+        fixed_spec = mm.model_spec
+        if names.aliases:
+            what = f"the fixed effects {parsed.fixed!r}"
+            fixed_spec = EncodingSpec(fixed_spec, (), what, names, rhs=EncodingSpec(
+                fixed_spec.rhs, (), what, names, required(parsed.fixed, plan.used)))
+        return cls(plan, fixed_spec, X_names, terms, lookups, n, scan.na_rows, msg)
 
     def arrays(self, df: pd.DataFrame):
         """(y - offset, X with all columns, TermRows per term, weights) of a chunk's kept rows."""

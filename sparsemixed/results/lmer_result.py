@@ -151,23 +151,34 @@ class LmerResult(RandomEffectsMixin, BlupMixin, PredictMixin, DdfMixin, CompareM
         return self.model.design(what="fitted(), residuals(), predict(), simulate() and getME('X'/'Z'/'y') "
                                       "need them")
 
-    def fitted(self) -> np.ndarray:
-        """X beta + Z b (+ offset) for the rows used in the fit."""
+    def _fitted_values(self) -> np.ndarray:
         d = self._frame()
         out = d.X @ self.beta + d.Z @ self.b
         return out if d.offset is None else out + d.offset
 
-    def residuals(self, type: str = "response", scaled: bool = False) -> np.ndarray:
+    def fitted(self, na_action: str | None = None) -> pd.Series:
+        """X beta + Z b (+ offset), a Series indexed by the data's row labels: the rows used in
+        the fit (R's na.omit), or with ``na_action="exclude"`` every row of the data, NaN where
+        a row was dropped for missing values (R's na.exclude).  (Values as before: a Series
+        works where an array did; ``.to_numpy()`` gives the array.)"""
+        from .export import row_series
+
+        return row_series(self, self._fitted_values(), "fitted", na_action)
+
+    def residuals(self, type: str = "response", scaled: bool = False, na_action: str | None = None) -> pd.Series:
         """lme4's residuals(): "response" y - fitted, "pearson" sqrt(w) (y - fitted); with
-        ``scaled=True`` divided by sigma (lme4's scaled = TRUE)."""
+        ``scaled=True`` divided by sigma (lme4's scaled = TRUE).  A Series indexed as
+        :meth:`fitted` (``na_action``: "omit" or "exclude")."""
+        from .export import row_series
+
         fr = self._frame()
-        r = fr.y - self.fitted()
+        r = fr.y - self._fitted_values()
         if type == "pearson":
             w = fr.weights if fr.weights is not None else 1.0
             r = r * np.sqrt(w)
         elif type != "response":
             raise ValueError(f"type must be 'response' or 'pearson', got {type!r}")
-        return r / self.sigma if scaled else r
+        return row_series(self, r / self.sigma if scaled else r, "residuals", na_action)
 
     def model_matrices(self):
         """(X, Z) for the rows used in the fit (Z sparse CSR), from the model's design."""
@@ -196,11 +207,83 @@ class LmerResult(RandomEffectsMixin, BlupMixin, PredictMixin, DdfMixin, CompareM
             raise KeyError(f"getME: unknown name {name!r}; known: X, Z, Zt, y, RX, RZX, L, {', '.join(simple)}")
         return simple[name]()
 
+    # -- single-term deletions and refits (inference/ranova.py, inference/update.py) ----
+    def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
+        """lmerTest's ``ranova``: a likelihood-ratio test for each random-effects term,
+        removed one at a time (a vector term ``(1 + x | g)`` reduced to ``(1 | g)``); rows
+        ``<none>`` and one per reduced model, columns npar, logLik, AIC, LRT, Df,
+        Pr(>Chisq).  The reduced models are fitted by REML or ML as this fit; see
+        :mod:`sparsemixed.inference.ranova`."""
+        from ..inference.ranova import ranova
+
+        return ranova(self, reduce_terms=reduce_terms)
+
+    def drop1(self, scope=None, ddf: str | None = "Satterthwaite", test: str = "Chisq") -> pd.DataFrame:
+        """Single-term deletions of the fixed terms contained in no other (``scope``: some
+        of them).  ``ddf`` "Satterthwaite" (default) or "Kenward-Roger": lmerTest's drop1,
+        one F test per term (columns as :meth:`anova`); ``ddf="lme4"``: lme4's
+        ``drop1(fit, test = "Chisq")``, likelihood-ratio tests of ML refits (``test="none"``:
+        npar and AIC only)."""
+        from ..inference.ranova import drop1_lmer
+
+        return drop1_lmer(self, scope=scope, ddf=ddf, test=test)
+
+    def update(self, formula: str | None = None, data=None, **kw) -> "LmerResult":
+        """R's ``update``: the model refitted with ``formula`` updated from this one's
+        (``". ~ . - x"``, ``". ~ . + z + (1 | h)"``, ``"log(.) ~ ."``: R's update.formula)
+        and/or new ``data``; lmer's arguments (REML, weights, offset, na_action, ordering,
+        memory_limit, sparse_X) as this fit's unless given, other keywords go to ``fit()``.
+        :func:`sparsemixed.inference.update.update_formula` gives the formula alone."""
+        from ..inference.update import refit_lmer
+
+        return refit_lmer(self, formula, data, **kw)
+
+    # -- profile (inference/profile/) ------------------------------------------------
+    def profile(self, which=None, alphamax: float = 0.01, maxpts: int = 100, **kw):
+        """lme4's ``profile(fit)``: the likelihood profile, a
+        :class:`~sparsemixed.inference.profile.LikelihoodProfile` (lme4's
+        ``as.data.frame(profile(fit))``: ``.zeta``, every parameter, ``.par``, ``.focal``) with
+        ``confint(level)`` (lme4's ``confint(profile)``) and ``plot_zeta()``.  ``which``: None
+        (all), names (``.sig01``, ``.sigma``, fixed effects), ``"theta_"`` or ``"beta_"``.  A
+        REML fit is profiled on the ML deviance around its ML refit, as lme4; that refit's
+        warnings are recorded (``.attrs["refit_warnings"]``) and shown reworded only when they
+        concern the model (see :func:`sparsemixed.inference.profile.profile_result`)."""
+        from ..inference.profile import profile_result
+
+        return profile_result(self, which=which, alphamax=alphamax, maxpts=maxpts, **kw)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "Wald", nsim: int = 500,
+                seed=None, progress: bool = False) -> pd.DataFrame:
+        from ..inference.compare import quietly_refitted
+
+        run = lambda: super(LmerResult, self).confint(parm=parm, level=level, method=method, nsim=nsim,
+                                                        seed=seed, progress=progress)
+        if str(method).lower() != "profile":
+            return run()
+        return quietly_refitted(self, run, "confint(method='profile')")
+
+    confint.__doc__ = PredictMixin.confint.__doc__
+
+    # -- estimated marginal means (inference/emmeans.py) -----------------------------
+    def emmeans(self, specs, by=None, **kwargs):
+        """Estimated marginal means, as R's emmeans (``sparsemixed.emmeans``): e.g.
+        ``result.emmeans("cond", by="freq")``; df by Satterthwaite (``lmer_df=
+        "kenward-roger"`` for Kenward-Roger); ``.pairs()`` / ``sparsemixed.contrast`` for
+        contrasts.  Keywords: weights, at, type, level, lmer_df, vcov, cov_reduce, tran."""
+        from ..inference.emmeans import emmeans
+
+        return emmeans(self, specs, by=by, **kwargs)
+
     # -- display ---------------------------------------------------------------------
-    def summary(self) -> str:
+    def summary(self, ddf="auto") -> str:
+        """lme4's summary with lmerTest's fixed-effects table: df and Pr(>|t|) by
+        Satterthwaite's method (``ddf="auto"``, the default, skips them when they would cost
+        more than the fit, at q >= 50,000 random effects, and for a sparse-X fit, and says
+        so); ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` computes them in any case;
+        ``ddf=None`` prints lme4's table (Estimate, Std. Error, t value)."""
         from .display import lme4_summary
 
-        return lme4_summary(self)
+        return lme4_summary(self, ddf=ddf)
 
     def __str__(self) -> str:
         return self.summary()
@@ -209,3 +292,25 @@ class LmerResult(RandomEffectsMixin, BlupMixin, PredictMixin, DdfMixin, CompareM
         crit = "REML criterion" if self.REML else "deviance"
         return (f"<LmerResult {self.model.formula!r}: {crit} {self.objective:.4f}, "
                 f"theta={np.round(self.theta, 5).tolist()}, sigma={self.sigma:.5g}>")
+
+
+def _tables_print_whole(cls, methods=("coef", "coef_table", "anova", "ranef_frame", "confint", "ranova", "drop1"),
+                        properties=("varcorr", "ranef")):
+    """The tables of a result print whole (display.Table: no columns hidden behind "...")."""
+    from .display import returns_table
+
+    for name in methods:
+        fn = getattr(cls, name, None)
+        if fn is not None and not getattr(fn, "_returns_table", False):
+            wrapped = returns_table(fn)
+            wrapped._returns_table = True
+            setattr(cls, name, wrapped)
+    for name in properties:
+        prop = getattr(cls, name, None)
+        if isinstance(prop, property) and not getattr(prop.fget, "_returns_table", False):
+            fget = returns_table(prop.fget)
+            fget._returns_table = True
+            setattr(cls, name, property(fget, doc=prop.__doc__))
+
+
+_tables_print_whole(LmerResult)
