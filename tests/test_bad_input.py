@@ -142,7 +142,7 @@ def test_na_in_the_grouping_column_with_na_action_fail(d):
 
 def test_unknown_na_action(d):
     # refused even when nothing is missing (it used to be accepted silently then)
-    with unchanged(d), fails(DataError, r"na_action must be 'omit' or 'fail', got 'drop'"):
+    with unchanged(d), fails(DataError, r"na_action must be 'omit', 'exclude' .* or 'fail', got 'drop'"):
         sm.lmer(F, d, na_action="drop")
 
 

@@ -417,6 +417,14 @@ def test_fitted_and_residuals_are_series_on_the_data_index():
     np.testing.assert_allclose(res.predict().to_numpy(), f.to_numpy(), rtol=1e-12)
     with pytest.raises(sm.SparseMixedError, match="na_action"):
         res.fitted(na_action="pass")
+    # na_action="exclude" on the model (R's lmer(..., na.action = na.exclude)): the same fit,
+    # every row back from fitted() and residuals()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = sm.lmer("Reaction ~ Days + (Days | Subject)", df, na_action="exclude").fit()
+    assert ex.objective == res.objective
+    pd.testing.assert_series_equal(ex.fitted(), fx)
+    assert ex.residuals().index.equals(df.index) and ex.fitted(na_action="omit").index.equals(f.index)
     # GLMM: the same
     d = load("cbpp")
     d.index = d.index + 100

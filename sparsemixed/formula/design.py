@@ -537,8 +537,9 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
     "auto" (sparse when the categorical fixed covariates have many levels; sparse_x.py)."""
     import formulaic
 
-    if na_action not in ("omit", "fail"):
-        raise DataError(f"na_action must be 'omit' or 'fail', got {na_action!r}")
+    if na_action not in ("omit", "exclude", "fail"):
+        raise DataError(f"na_action must be 'omit', 'exclude' (R's na.exclude: rows with missing values "
+                        f"dropped from the fit, NaN in fitted() and residuals()) or 'fail', got {na_action!r}")
     frame = _as_frame(data)
     formula = parsed.text
     names = Names.build([parsed.fixed_formula] + [b.expr for b in parsed.bars] + list(parsed.offsets),
