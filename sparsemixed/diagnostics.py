@@ -15,6 +15,17 @@
   (large models), never silently passed.
 * Predictor scales (lme4's check.scaleX): fixed-effect columns whose standard
   deviations differ by more than a factor 1000 -> a warning suggesting rescaling.
+* The gap of an explicitly chosen optimizer (:func:`polish_stop`): a run of the default's
+  optimizer from its stop.  nlopt's derivative-free methods stop on tolerances relative
+  to their own last step, so a NEWUOA or Nelder-Mead run whose steps shrank early (a
+  simplex collapsed against a bound, a trust region on a ridge) reports success away from
+  the optimum, and an unscaled L-BFGS-B stops on a stale curvature model; the scaled
+  gradient above can miss it (skipped on large models, or the stop on a bound where the
+  criterion is even).  The polish sees the gap itself, and where its end is singular or
+  fails the check the default fit runs from its own start too: the fit continues to the
+  lowest end (FitControl.polish True) or keeps the stop and warns with the gap (False).
+  The scaled-gradient warning states the gap the check can see, the decrease along the
+  Newton step (``newton_decrease``).
 """
 from __future__ import annotations
 
@@ -27,6 +38,7 @@ from .errors import ConvergenceWarning, ScaleWarning, SingularFitWarning
 SCALED_GRAD_TOL = 2e-3
 SCALE_RATIO = 1000.0
 SINGULAR_TOL = 1e-4
+GAP_TOL = 1e-6          # a polish lowering the criterion by more (relative to max(1, |f|)) is a gap
 
 
 def weight_unit(crossprod) -> float:
@@ -106,7 +118,9 @@ def check_convergence(model, summary, reml: bool, budget_seconds: float, warn: b
     # the Newton step, in the optimizer's units (in theta for an unscaled optimizer, as lme4's)
     scaled = np.linalg.solve(Hs, gf * s) if pd else np.full(n_free, np.nan)
     diag.update(checked=True, gradient=g.tolist(), scaled_gradient=scaled.tolist(),
-                hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd)
+                hessian_min_eigenvalue=float(ev.min()), hessian_positive_definite=pd,
+                # the gap the check can see: the quadratic model's decrease along the Newton step
+                newton_decrease=float(0.5 * (gf * s) @ scaled) if pd else float("nan"))
     if not pd:
         d = np.zeros(x.size)
         d[free] = s * vecs[:, 0] / np.linalg.norm(s * vecs[:, 0])
@@ -128,8 +142,10 @@ def warn_convergence(diag: dict, stacklevel: int = 4, tol: float = SCALED_GRAD_T
                       "the model overparameterized; check is_singular, simplify the random effects or refit "
                       "with another optimizer", ConvergenceWarning, stacklevel=stacklevel)
     elif np.max(np.abs(scaled)) > tol:
+        dec = diag.get("newton_decrease", float("nan"))
+        gap = f" (a Newton step would lower the criterion by about {dec:.3g})" if np.isfinite(dec) else ""
         warnings.warn(f"the optimizer stopped with a scaled gradient of {np.max(np.abs(scaled)):.2g} "
-                      f"(> {tol}): the estimates may not be at the optimum; refit from "
+                      f"(> {tol}){gap}: the estimates may not be at the optimum; refit from "
                       "result.theta (fit(start=...)) or with another optimizer", ConvergenceWarning,
                       stacklevel=stacklevel)
 
@@ -148,3 +164,123 @@ def check_scales(X: np.ndarray, names, sd=None) -> None:
         warnings.warn(f"fixed-effect predictors are on very different scales (standard deviations from "
                       f"{lo:.3g} ({nm[sd[nz].argmin()]}) to {hi:.3g} ({nm[sd[nz].argmax()]})); consider "
                       "rescaling them for numerical stability", ScaleWarning, stacklevel=5)
+
+
+def is_default_run(model, summary) -> bool:
+    """The fit ran the default's optimizer as the default runs it (``fit(optimizer="auto")``:
+    fitting.choose_optimizer's method, L-BFGS-B in the units of start.theta_scale)."""
+    from .fitting import choose_optimizer
+
+    default = choose_optimizer(model)
+    return summary.method == default and (default != "lbfgsb" or summary.scale is not None)
+
+
+def _dubious(model, diag: dict, theta, tol: float) -> bool:
+    """An end the default fit should be asked about: a singular fit (a local minimum on a
+    face theta_k = 0 can hide an interior optimum), or one the convergence check failed (a
+    saddle point: the Hessian not positive definite; a scaled gradient above ``tol``)."""
+    if singular_terms(model, np.asarray(theta, float), weight_unit(model.crossprod)):
+        return True
+    if diag.get("hessian_positive_definite") is False:
+        return True
+    scaled = np.asarray(diag.get("scaled_gradient", []), dtype=float)
+    return bool(scaled.size and np.nanmax(np.abs(scaled)) > tol)
+
+
+def polish_stop(model, summary, reml: bool, fun, fun_grad, control) -> np.ndarray:
+    """The honesty check of an explicitly chosen optimizer (``fit(optimizer=...)``).
+
+    When the optimizer reported success and is not the default's run (:func:`is_default_run`):
+
+    1. the default's optimizer (fitting.choose_optimizer: L-BFGS-B in scaled units with the
+       analytic gradient ``fun_grad`` and optimize.py's boundary checks, or BOBYQA) runs
+       from the stop, within what is left of ``maxeval``;
+    2. if the better of the two ends is dubious (:func:`_dubious`: singular, or failing
+       the convergence check -- which runs there when its budget allows), the default fit
+       itself runs too, from its own start, with its saddle escapes and second start: an
+       unscaled L-BFGS-B stopped 1.56 above the optimum at a local minimum on a face
+       theta_k = 0 and called the fit singular, BOBYQA 0.44 above at a saddle point that a
+       gradient method does not leave.
+
+    Their evaluations count in ``summary.feval``; ``summary.diagnostics["polish"]`` records
+    the lowest end (``method``, ``feval``, ``fmin``, ``theta``, ``default_fit``) and the
+    ``gap``, the stop's criterion less that end's.  Then, with ``control.polish``:
+
+    * True (the default): a lower end is taken (the fit continues to the optimum); a gap
+      above ``control.gap_tol`` (relative to max(1, |criterion|)) is noted in
+      ``summary.returnvalue``; the convergence check is that end's.  A ConvergenceWarning
+      with the gap only when the end stopped short too (maxeval).
+    * False: the optimizer's own stop is kept (comparisons of optimizers, lme4's allFit)
+      and a gap above tolerance is a ConvergenceWarning stating it.
+    * None: no check.
+
+    Returns the theta at which singularity is to be judged: that end when the stop is kept
+    but the optimum is elsewhere (a stop on a bound whose optimum is interior is not a
+    singular fit), else ``summary.final``."""
+    import dataclasses
+
+    from . import fitting
+    from .optimize import OptSummary, minimize
+    from .start import theta_scale
+
+    mode = getattr(control, "polish", True)
+    budget = int(summary.maxeval - summary.feval)
+    if mode is None or not summary.converged or budget < 1 or is_default_run(model, summary):
+        return summary.final
+    method = fitting.choose_optimizer(model)
+    scale = theta_scale(model.terms, model.crossprod) if method == "lbfgsb" else None
+    sub = OptSummary(initial=np.array(summary.final, dtype=float), lower=model.lower, method=method,
+                     ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=budget, scale=scale)
+    with warnings.catch_warnings(record=True):        # the polish's own stop is reported below
+        warnings.simplefilter("always", ConvergenceWarning)
+        minimize(fun, sub, fun_grad=fun_grad if method == "lbfgsb" else None, rules=control.boundary)
+    summary.feval += sub.feval
+    summary.geval += sub.geval
+    summary.seconds += sub.seconds
+    end = {"method": method, "feval": int(sub.feval), "fmin": float(sub.fmin), "default_fit": False,
+           "theta": np.asarray(sub.final, dtype=float), "converged": bool(sub.converged),
+           "returnvalue": sub.returnvalue}
+    # the convergence check at the better end (the optimizer's stop, or the polish's)
+    at_polish = end["fmin"] < summary.fmin
+    probe = dataclasses.replace(summary, final=end["theta"] if at_polish else np.asarray(summary.final, float),
+                                fmin=min(end["fmin"], summary.fmin), diagnostics={})
+    fitting._check_fit(model, probe, reml, control)
+    left = int(summary.maxeval - summary.feval)
+    if left >= 1 and _dubious(model, probe.diagnostics, probe.final, control.scaled_grad_tol):
+        with warnings.catch_warnings(record=True):     # its verdicts are this fit's, below
+            warnings.simplefilter("always")
+            ref = fitting.fit(model, reml, None, "auto", False, dataclasses.replace(control, maxeval=left))
+        rs = ref.optsummary
+        summary.feval += rs.feval
+        summary.geval += rs.geval
+        summary.seconds += rs.seconds
+        if rs.fmin < end["fmin"]:
+            end = {"method": rs.method, "feval": int(rs.feval), "fmin": float(rs.fmin), "default_fit": True,
+                   "theta": np.asarray(rs.final, dtype=float), "converged": bool(rs.converged),
+                   "returnvalue": rs.returnvalue, "diagnostics": rs.diagnostics}
+    f = end["fmin"]
+    gap = float(summary.fmin - f)
+    tol = getattr(control, "gap_tol", GAP_TOL) * max(1.0, abs(f))
+    diagnostics = end.pop("diagnostics", probe.diagnostics)
+    info = dict(end, theta=end["theta"].tolist(), gap=gap, kept="polish" if mode and gap > 0 else "stop")
+    judged = summary.final
+    how = f"the default fit ({end['method']})" if end["default_fit"] else f"{end['method']} from the stop"
+    if mode and gap > 0:
+        if gap > tol:
+            summary.returnvalue = f"{summary.returnvalue}; then {how}: {gap:.3g} lower ({end['feval']} evaluations)"
+            summary.converged = end["converged"]
+        summary.final, summary.fmin = end["theta"], f
+        summary.diagnostics = dict(diagnostics)         # the convergence check at the new end
+        judged = summary.final
+    elif gap > tol:
+        judged = end["theta"]
+    summary.diagnostics["polish"] = info
+    if gap > tol and (not mode or not end["converged"]):
+        where = ("the estimates are the optimizer's own stop (FitControl(polish=False))" if not mode else
+                 f"that stopped too ({end['returnvalue']}), the estimates are its end")
+        warnings.warn(f"the optimizer ({summary.method}) stopped {gap:.3g} above the criterion's minimum "
+                      f"({gap / max(1.0, abs(f)):.2g} relative: {f + gap:.10g} against {f:.10g}) that "
+                      f"{how} reached in {end['feval']} evaluations; {where}. Refit with the default "
+                      "optimizer (fit()) or from result.theta", ConvergenceWarning, stacklevel=5)
+    return judged
+

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .diagnostics import SCALED_GRAD_TOL
+from .diagnostics import GAP_TOL, SCALED_GRAD_TOL, polish_stop
 from .errors import SparseMixedError
 from .optimize import (BOUNDARY, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
                        BoundaryRules, OptSummary, escape_saddle, merge_restart, minimize)
@@ -63,6 +63,12 @@ class FitControl:
     boundary
         the thresholds of the boundary checks (:class:`~sparsemixed.optimize.BoundaryRules`:
         restarts off a bound, the steps and curvature probes tried there, the snap onto it).
+    polish, gap_tol
+        an explicitly chosen optimizer (``fit(optimizer=...)``) that reports success is
+        followed by the default's optimizer from its stop, and by the default fit when that
+        end is singular or fails the convergence check (diagnostics.polish_stop): True
+        continues to the lowest end, False keeps the stop and warns when the gap exceeds
+        ``gap_tol`` (relative to max(1, |criterion|)), None skips the check.
     """
 
     maxeval: int = 100_000
@@ -81,6 +87,8 @@ class FitControl:
     face_probe: bool | None = None
     face_probe_levels: int = 100
     boundary: BoundaryRules = BOUNDARY
+    polish: bool | None = True
+    gap_tol: float = GAP_TOL
 
 
 def choose_optimizer(model) -> str:
@@ -150,7 +158,9 @@ def fit(model, reml: bool, start=None, optimizer: str = DEFAULT_METHOD, verbose:
     is busy (linalg/threads.py; benchmarks/results/2026-12-06-small-panel*.md)."""
     from .linalg.threads import one_blas_thread
 
-    with one_blas_thread():
+    from .optimize import kernel_interrupts
+
+    with one_blas_thread(), kernel_interrupts():    # a Ctrl-C in a compiled kernel: KeyboardInterrupt
         return _fit(model, reml, start, optimizer, verbose, control)
 
 
@@ -225,8 +235,9 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
     finally:
         if bar is not None:
             bar.close()
+    judged = polish_stop(model, summary, reml, fun, fun_grad, control)     # an explicit optimizer's gap
     warn_convergence(summary.diagnostics, stacklevel=4, tol=control.scaled_grad_tol)
-    check_singular(model, summary.final, stacklevel=4, unit=weight_unit(model.crossprod))
+    check_singular(model, judged, stacklevel=4, unit=weight_unit(model.crossprod))
     state = model.pls(summary.final, reml)       # the factor at the best theta seen
     return model.engine.result_class.from_state(model, state, summary, reml)
 

@@ -10,6 +10,9 @@ measurement (``benchmarks/optimizers.py``) and robustness (see
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +23,11 @@ from .errors import ConvergenceWarning, NumericalError, SparseMixedError
 
 METHODS = ("bobyqa", "newuoa", "nelder_mead", "lbfgsb")
 DEFAULT_METHOD = "auto"
+# what an optimizer is told at a point whose criterion could not be computed (or is not
+# finite): large, but far from overflow -- NEWUOA given 1e300 (or inf) once builds a
+# quadratic model of infinities and NaNs and computed for 32 s to minutes in C before
+# its next evaluation (sleepstudy, the 15th evaluation); 1e100 costs it nothing
+FAILED_VALUE = 1e100
 
 
 @dataclass
@@ -49,6 +57,153 @@ class OptSummary:
     def __str__(self) -> str:
         return (f"OptSummary(method={self.method}, feval={self.feval}, fmin={self.fmin:.10g}, "
                 f"seconds={self.seconds:.3f}, returnvalue={self.returnvalue!r})")
+
+
+class Aborted:
+    """Carries an exception raised inside an objective out of nlopt's C code.
+
+    nlopt's Python wrapper catches an exception raised in the objective, forces a stop and
+    hands the algorithm HUGE_VAL; depending on the version and the algorithm it then
+    re-raises the exception, turns it into ``nlopt.ForcedStop`` or a ``RuntimeError``, or
+    drops it and carries on (Luksan's L-BFGS); and NEWUOA, given HUGE_VAL at some points
+    of its iteration, computes for minutes in C before it looks at the stop flag
+    (:data:`FAILED_VALUE`).  Callers that take nlopt's failures for ordinary stops (a
+    restart, a fallback optimizer) would swallow a Ctrl-C.  So the objective is wrapped (:meth:`guard`): the
+    first exception that reaches it (KeyboardInterrupt above all, also MemoryError or a
+    bug; a :class:`NumericalError` is handled inside, as a bad point) is recorded, the
+    optimizer is told to stop (``opt.force_stop``) and gets the last value it saw, and
+    every later call returns at once; :func:`run_nlopt` then raises the recorded exception
+    itself.
+
+    A SIGINT that arrives while nlopt's own C code runs would surface as a KeyboardInterrupt
+    at the first bytecode of the next objective call, before its ``try``: inside nlopt's
+    wrapper.  While :func:`run_nlopt` runs, a chained SIGINT handler therefore calls the
+    previous handler (``signal.default_int_handler``: KeyboardInterrupt) at once only when
+    the objective is running, and otherwise defers it to the start of the next call, inside
+    the ``try``, or to the optimizer's return (main thread only: Python runs signal handlers
+    there and nowhere else)."""
+
+    __slots__ = ("exc", "stop", "last", "inside", "pending", "prev")
+
+    def __init__(self, stop=None):
+        self.exc: BaseException | None = None
+        self.stop = stop           # called once, when the first exception is recorded (nlopt's force_stop)
+        self.last = None           # the last value the objective returned (what a stopped optimizer gets)
+        self.inside = False        # the objective is running (a SIGINT may raise right there)
+        self.pending = None        # (signum, frame) of a SIGINT deferred while C code ran
+        self.prev = None           # the SIGINT handler chained to, while run_nlopt runs
+
+    def _deliver(self) -> None:
+        """Run the previous handler for a deferred SIGINT (normally: raise KeyboardInterrupt)."""
+        if self.pending is not None:
+            (signum, frame), self.pending = self.pending, None
+            if callable(self.prev):
+                self.prev(signum, frame)
+
+    def _handler(self, signum, frame) -> None:
+        if self.inside:
+            self.prev(signum, frame)
+        else:
+            self.pending = (signum, frame)
+
+    def guard(self, f, failed: float = 0.0):
+        """``f`` wrapped for nlopt (see the class): after a recorded exception, or when ``f``
+        raises one, the last value returned (``failed`` before any)."""
+        def g(*args):
+            if self.exc is None:
+                try:
+                    self.inside = True
+                    self._deliver()
+                    v = f(*args)
+                    self.last = v
+                    return v
+                except BaseException as exc:      # noqa: BLE001 -- recorded, raised after the optimizer returns
+                    ki = interrupt_in(exc) if isinstance(exc, SystemError) else None
+                    self.exc = exc if ki is None else KeyboardInterrupt("interrupted in a compiled kernel")
+                    if self.stop is not None:
+                        try:
+                            self.stop()
+                        except Exception:         # noqa: BLE001 -- stopping is best effort; the exception is kept
+                            pass
+                finally:
+                    self.inside = False
+            return failed if self.last is None else self.last
+        return g
+
+    def reraise(self, cause: BaseException | None = None) -> None:
+        """Raise the recorded exception (or a deferred SIGINT's, or ``cause`` if it is a
+        KeyboardInterrupt); return when there is none."""
+        if self.exc is not None:
+            exc, self.exc = self.exc, None
+            raise exc
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        self._deliver()
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``exc``, when ``exc`` is the SystemError a compiled kernel
+    raises after a Ctrl-C landed in a Python function it called (numba's parallel kernels
+    call ``_numba_unpickle`` at each launch: "CPUDispatcher(...) returned a result with an
+    exception set", the KeyboardInterrupt at the end of the chain); else None."""
+    seen = 0
+    while exc is not None and seen < 32:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        if not isinstance(exc, SystemError):
+            return None
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+@contextlib.contextmanager
+def kernel_interrupts():
+    """Context turning a compiled kernel's SystemError over a Ctrl-C (:func:`interrupt_in`)
+    back into KeyboardInterrupt."""
+    try:
+        yield
+    except SystemError as exc:
+        if interrupt_in(exc) is None:
+            raise
+        raise KeyboardInterrupt("interrupted in a compiled kernel") from exc
+
+
+@contextlib.contextmanager
+def _deferred_sigint(abort: Aborted):
+    """Chain ``abort``'s SIGINT handler in front of the current one (main thread, Python
+    handler only) while an nlopt optimizer runs."""
+    prev = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    installed = False
+    if callable(prev):
+        abort.prev = prev
+        try:
+            signal.signal(signal.SIGINT, abort._handler)
+            installed = True
+        except (ValueError, OSError):             # not the main interpreter
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, prev)
+
+
+def run_nlopt(opt, x0, abort: Aborted, failures=()):
+    """``opt.optimize(x0)`` with interrupts carried out (:class:`Aborted`, whose ``guard``
+    must wrap the objective): returns the exception when nlopt raised one of ``failures``
+    (its ordinary failures, e.g. ``nlopt.RoundoffLimited``), else None.  An exception the
+    objective raised, or KeyboardInterrupt for a SIGINT, is raised instead of whatever
+    nlopt made of it."""
+    with _deferred_sigint(abort):
+        try:
+            opt.optimize(x0)
+        except BaseException as exc:          # noqa: BLE001 -- sorted out below
+            abort.reraise(cause=exc)
+            if isinstance(exc, failures):
+                return exc
+            raise
+        abort.reraise()
+    return None
 
 
 def _interior_start(x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -251,10 +406,10 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         try:
             f = float(fun(np.asarray(x, dtype=float) * d))
         except NumericalError:      # e.g. X'V^-1X numerically singular at an extreme theta
-            f = np.inf
+            f = np.inf              # (anything else, KeyboardInterrupt above all, propagates: Aborted)
         summary.feval += 1
         if not np.isfinite(f):
-            f = 1e300
+            f = FAILED_VALUE
         if f < best["f"]:
             best["f"], best["x"] = f, np.array(x, dtype=float)
         if progress is not None:
@@ -270,7 +425,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         summary.feval += 1
         summary.geval += 1
         if not np.isfinite(f):
-            return 1e300, np.zeros_like(x)
+            return FAILED_VALUE, np.zeros_like(x)
         if f < best["f"]:
             best["f"], best["x"], best["g"] = f, np.array(x, dtype=float), np.array(g, dtype=float)
         if progress is not None:
@@ -319,7 +474,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         if alg == nlopt.LN_NEWUOA_BOUND and x0.size < 2:
             alg = nlopt.LN_BOBYQA       # NEWUOA needs at least two parameters
         opt = nlopt.opt(alg, x0.size)
-        opt.set_min_objective(lambda x, grad: counted(x))
+        abort = Aborted(stop=opt.force_stop)
+        opt.set_min_objective(abort.guard(lambda x, grad: counted(x)))
         opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
         opt.set_ftol_abs(summary.ftol_abs)
         opt.set_ftol_rel(summary.ftol_rel)
@@ -328,11 +484,8 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
         if summary.initial_step is not None:      # NaN entries: nlopt's default for that entry
             step = np.asarray(summary.initial_step, dtype=float) / d
             opt.set_initial_step(np.where(np.isnan(step), opt.get_initial_step(x0), step))
-        try:
-            opt.optimize(x0)
-            rc = opt.last_optimize_result()
-        except nlopt.RoundoffLimited:
-            rc = nlopt.ROUNDOFF_LIMITED
+        failed = run_nlopt(opt, x0, abort, failures=(nlopt.RoundoffLimited,))
+        rc = nlopt.ROUNDOFF_LIMITED if failed is not None else opt.last_optimize_result()
         names = {nlopt.SUCCESS: "SUCCESS", nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
                  nlopt.FTOL_REACHED: "FTOL_REACHED", nlopt.XTOL_REACHED: "XTOL_REACHED",
                  nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED", nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from ..errors import SparseMixedError
-from ..inference.profile.core import Profiler, ProfileWarning, _check_level, _frame, intervals
+from ..inference.profile.core import Profiler, ProfileWarning, _check_level, _frame, intervals, one_blas_thread_call
 from ..inference.profile.points import Point
 from ..inference.profile.scale import chol_psd, theta_layout
 from ..optimize import OptSummary, minimize
@@ -252,6 +252,7 @@ def _term_theta(layout, s) -> np.ndarray | None:
     return np.array([T[p.row, p.col] for p in layout])
 
 
+@one_blas_thread_call
 def profile_confint(result, parm=None, level: float = 0.95) -> pd.DataFrame:
     """Profile intervals: rows ``.sig01 ...`` and the fixed effects (or ``parm``)."""
     _check_level(level)
@@ -259,6 +260,7 @@ def profile_confint(result, parm=None, level: float = 0.95) -> pd.DataFrame:
     return intervals(prof, prof.which(parm), level)
 
 
+@one_blas_thread_call
 def profile(result, which=None, alphamax: float = 0.01, maxpts: int = 100, delta: float | None = None,
             delta_cutoff: float = 1 / 8, maxmult: float = 10.0) -> pd.DataFrame:
     """lme4's ``as.data.frame(profile(fit))`` for a glmer fit: ``.zeta``, every parameter,

@@ -17,9 +17,9 @@ import numpy as np
 from scipy.optimize import minimize as sp_minimize
 
 from ...errors import NumericalError
-from ...optimize import leave_boundary
+from ...optimize import FAILED_VALUE, Aborted, leave_boundary, run_nlopt
 
-BIG = 1e300
+BIG = FAILED_VALUE       # a point whose criterion cannot be computed (optimize.FAILED_VALUE)
 MAX_RESTARTS = 10
 FTOL_REL, XTOL_REL, MAXEVAL = 1e-12, 1e-10, 20_000
 STATS = {"nlopt_failures": 0}      # how often the scipy fallback ran (diagnostics)
@@ -27,7 +27,10 @@ STATS = {"nlopt_failures": 0}      # how often the scipy fallback ran (diagnosti
 
 def _lbfgs(wrapped, x0, lower, upper):
     """nlopt's L-BFGS (Luksan) within bounds; its per-iteration cost is far below scipy's
-    L-BFGS-B, which matters for these small problems."""
+    L-BFGS-B, which matters for these small problems.  False when nlopt failed (the caller
+    then finishes with scipy).  An exception of the objective -- KeyboardInterrupt above all,
+    which nlopt's wrapper would turn into a failure or drop -- is raised, never taken for a
+    failure (optimize.Aborted)."""
     opt = nlopt.opt(nlopt.LD_LBFGS, x0.size)
 
     def obj(x, grad):
@@ -36,23 +39,20 @@ def _lbfgs(wrapped, x0, lower, upper):
             grad[:] = g
         return f
 
-    opt.set_min_objective(obj)
+    abort = Aborted(stop=opt.force_stop)
+    opt.set_min_objective(abort.guard(obj))
     opt.set_lower_bounds(lower)        # -inf / inf where unbounded
     opt.set_upper_bounds(upper)
     opt.set_ftol_rel(FTOL_REL)
     opt.set_xtol_rel(XTOL_REL)
     opt.set_maxeval(MAXEVAL)
-    try:
-        opt.optimize(x0)
-    except Exception as exc:    # nlopt's failures (roundoff, a line search that cannot progress)
-        if not _is_nlopt_failure(exc):
-            raise
-        return False
-    return True
+    # nlopt's failures (roundoff, a line search that cannot progress): its own exceptions
+    return run_nlopt(opt, x0, abort, failures=_NLOPT_FAILURES) is None
 
 
-def _is_nlopt_failure(exc) -> bool:
-    return isinstance(exc, nlopt.RoundoffLimited) or type(exc).__module__.startswith("nlopt")
+_NLOPT_FAILURES = (nlopt.RoundoffLimited, nlopt.ForcedStop, RuntimeError) + tuple(
+    e for e in vars(nlopt.nlopt).values() if isinstance(e, type) and issubclass(e, Exception)
+    and e.__module__.startswith("nlopt"))
 
 
 def _scipy_lbfgsb(wrapped, x0, lower, upper):

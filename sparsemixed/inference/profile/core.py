@@ -34,6 +34,7 @@ extrapolated linearly in (theta, log sigma).
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -250,6 +251,24 @@ def _frame(prof: Profiler, rows_by_par: dict) -> pd.DataFrame:
     return out
 
 
+def one_blas_thread_call(f):
+    """``f`` run under one BLAS thread, as a fit is (fitting.fit, linalg/threads.py): a
+    profile's thousands of small evaluations would otherwise wake threaded BLAS in each,
+    which with another process busy costs 10 to 50 times the evaluation (sleepstudy's
+    profile confint: 0.5 s alone, 17 s beside one busy core).  The limit is closed however
+    the call ends (a KeyboardInterrupt included), and a Ctrl-C inside a compiled kernel
+    comes out as KeyboardInterrupt (optimize.kernel_interrupts)."""
+    @functools.wraps(f)
+    def call(*args, **kw):
+        from ...linalg.threads import one_blas_thread
+        from ...optimize import kernel_interrupts
+
+        with one_blas_thread(), kernel_interrupts():
+            return f(*args, **kw)
+    return call
+
+
+@one_blas_thread_call
 def profile(result, which=None, alphamax: float = 0.01, maxpts: int = 100,
             delta: float | None = None, delta_cutoff: float = 1 / 8, maxmult: float = 10.0) -> pd.DataFrame:
     """lme4's ``as.data.frame(profile(fit))``: columns ``.zeta``, every parameter on the
@@ -281,6 +300,7 @@ def _perc_labels(a, digits: int = 3) -> list[str]:
     return [f"{v:.{dec}f} %" for v in vals]
 
 
+@one_blas_thread_call
 def profile_confint(result, parm=None, level: float = 0.95) -> pd.DataFrame:
     """lme4's ``confint(fit, method="profile")``: rows ``.sig01 ...``, ``.sigma`` and the
     fixed effects (or those in ``parm``), columns e.g. ``"2.5 %"``, ``"97.5 %"``.
