@@ -198,7 +198,7 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
     run = lambda s: minimize(fun, s, fun_grad=fun_grad,
                              progress=None if bar is None else
                              lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")),
-                             rules=control.boundary)
+                             rules=control.boundary, defer_abnormal=True)
     restart = lambda x1: dataclasses.replace(
         summary, initial=x1, initial_step=None, final=None, fmin=np.inf, feval=0, geval=0, seconds=0.0,
         trace=[], diagnostics={}, maxeval=max(1, summary.maxeval - summary.feval))
@@ -236,10 +236,35 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         if bar is not None:
             bar.close()
     judged = polish_stop(model, summary, reml, fun, fun_grad, control)     # an explicit optimizer's gap
+    settle_abnormal(summary, control)
     warn_convergence(summary.diagnostics, stacklevel=4, tol=control.scaled_grad_tol)
     check_singular(model, judged, stacklevel=4, unit=weight_unit(model.crossprod))
     state = model.pls(summary.final, reml)       # the factor at the best theta seen
     return model.engine.result_class.from_state(model, state, summary, reml)
+
+
+def settle_abnormal(summary, control: FitControl) -> None:
+    """An L-BFGS-B stop on a failed line search ("ABNORMAL") is a converged fit when the
+    convergence check at the stop passed (positive definite Hessian, scaled gradient within
+    tolerance): the line search failed at the criterion's rounding level (with weights times
+    1e-17 on an unbalanced slope model the same optimum as with unit weights, and a warning
+    that said otherwise).  Unchecked or failed: lme4's warning, as before."""
+    if summary.converged or not str(summary.returnvalue).startswith("ABNORMAL"):
+        return
+    diag = summary.diagnostics or {}
+    scaled = np.asarray(diag.get("scaled_gradient", [np.inf]), dtype=float)
+    if diag.get("checked") and diag.get("hessian_positive_definite") and scaled.size \
+            and np.max(np.abs(scaled)) <= control.scaled_grad_tol:
+        summary.converged = True
+        summary.returnvalue += " (a line search at the criterion's rounding level; the convergence check passed)"
+        return
+    import warnings
+
+    from .errors import ConvergenceWarning
+
+    warnings.warn(f"the optimizer ({summary.method}) stopped with {summary.returnvalue} after {summary.feval} "
+                  "evaluations; the estimates may not be at the optimum. Raise maxeval or try another "
+                  "optimizer (fit(optimizer=...)).", ConvergenceWarning, stacklevel=4)
 
 
 def _on_bound(model, theta) -> bool:

@@ -386,13 +386,16 @@ def _steep(best, lower, gtol) -> bool:
 
 
 def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
-             rules: BoundaryRules = BOUNDARY) -> OptSummary:
+             rules: BoundaryRules = BOUNDARY, defer_abnormal: bool = False) -> OptSummary:
     """Run ``summary.method`` on ``fun`` from ``summary.initial``; fills ``summary`` in.
 
     ``fun_grad(x) -> (f, g)`` is used by the gradient-based method (``"lbfgsb"``).
     ``progress(feval, best_f)`` is called after every evaluation (e.g. a tqdm bar).
     ``rules``: the thresholds of the boundary checks.  ``summary.scale`` (d): the method
     runs on phi = theta / d (gradient d * g), every other field is in theta.
+    ``defer_abnormal``: an L-BFGS-B stop on a failed line search ("ABNORMAL", at the
+    criterion's rounding level as often as short of the optimum) is left unconverged without
+    a warning, for the caller's convergence check to settle (fitting.settle_abnormal).
     """
     if summary.method not in METHODS:
         raise SparseMixedError(f"optimizer must be one of {METHODS}, got {summary.method!r}")
@@ -496,7 +499,7 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
     summary.final = final * d
     summary.seconds = time.perf_counter() - t0
     summary.converged = ok
-    if not ok:
+    if not ok and not (defer_abnormal and summary.returnvalue.startswith("ABNORMAL")):
         warnings.warn(
             f"the optimizer ({summary.method}) stopped with {summary.returnvalue} after "
             f"{summary.feval} evaluations; the estimates may not be at the optimum. "

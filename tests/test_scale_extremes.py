@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sparsemixed as sm
@@ -90,7 +90,8 @@ def test_weights_times_1000_reach_the_unit_weight_optimum_lme4_misses(s2):
 
 @SETTINGS
 @given(k=st.floats(-55, 55), seed=st.integers(0, 2**16))
-def test_weights_of_any_usable_magnitude_are_equivariant(k, seed):
+@example(k=-16.86942078602557, seed=3506)     # L-BFGS-B's line search failed at the rounding level:
+def test_weights_of_any_usable_magnitude_are_equivariant(k, seed):   # no warning (fitting.settle_abnormal)
     d = _unbalanced(seed)
     w = np.random.default_rng(seed).uniform(0.5, 2.0, len(d))
     r1, w1 = _fit("y ~ x + (x | g)", d, weights=w)

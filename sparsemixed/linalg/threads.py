@@ -60,13 +60,21 @@ class _BlasLimit:
         self.kind = kind
 
     def __enter__(self):
-        global _SAVED
+        global _SAVED, _CURRENT
         with _LOCK:
             libs = _blas_libraries()
             if _SAVED is None:
                 _SAVED = [lib.num_threads for lib in libs]
             _DEPTH[self.kind] += 1
-            _apply(libs)
+            try:
+                _apply(libs)
+            except BaseException:            # a Ctrl-C inside the switch: the context was not entered
+                _DEPTH[self.kind] -= 1
+                if _DEPTH["one"] == 0 and _DEPTH["all"] == 0:
+                    for lib, n in zip(libs, _SAVED):
+                        lib.set_num_threads(n)
+                    _SAVED, _CURRENT = None, None
+                raise
         return self
 
     def __exit__(self, *exc):
