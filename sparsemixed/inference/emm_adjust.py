@@ -251,13 +251,7 @@ def adj_pvalue(t, df, adjust: str, fam_size, n_contr: int, et: int, by_rows, cor
             pval[rows] = 1 - pdunnx(at, n, d)
         elif adjust == "mvt":
             pval[rows] = pmvt_upper(t[rows], d, corr[np.ix_(rows, rows)])
-    if ragged:
-        nc = max(len(r) for r in by_rows)
-        fs_msg = (1 + math.sqrt(1 + 8 * nc)) / 2
-        sch_dim = "(varies)"
-    else:
-        nc, fs_msg = n_contr, fam_size
-        sch_dim = sch_rank[0] if sch_rank is not None else None
+    nc, fs_msg, sch_dim = _message_family(ragged, by_rows, n_contr, fam_size, sch_rank)
     mesg = None
     if _do_msg(adjust, fs_msg if not isinstance(fs_msg, str) else 99):
         if adjust == "tukey":
@@ -269,6 +263,15 @@ def adj_pvalue(t, df, adjust: str, fam_size, n_contr: int, et: int, by_rows, cor
             xtra = f"for {nshow} tests"
         mesg = f"P value adjustment: {adjust} method {xtra}"
     return np.clip(pval, 0.0, 1.0), mesg, adjust, notes
+
+
+def _message_family(ragged: bool, by_rows, n_contr: int, fam_size, sch_rank):
+    """(contrasts per family, family size and Scheffe rank) as emmeans' messages state them;
+    for families of different sizes (``ragged``) the largest, and the rank "(varies)"."""
+    if ragged:
+        nc = max(len(r) for r in by_rows)
+        return nc, (1 + math.sqrt(1 + 8 * nc)) / 2, "(varies)"
+    return n_contr, fam_size, sch_rank[0] if sch_rank is not None else None
 
 
 def adj_critval(level: float, df, adjust: str, fam_size, n_contr: int, et: int, by_rows, corr=None,
@@ -293,13 +296,7 @@ def adj_critval(level: float, df, adjust: str, fam_size, n_contr: int, et: int, 
                      "for one set of pairwise comparisons")
         adjust = "sidak"
     DF = np.where(np.isnan(DF), np.inf, DF)
-    if ragged:
-        nc = max(len(r) for r in by_rows)
-        fs_msg = (1 + math.sqrt(1 + 8 * nc)) / 2
-        sch_dim = "(varies)"
-    else:
-        nc, fs_msg = n_contr, fam_size
-        sch_dim = sch_rank[0] if sch_rank is not None else None
+    nc, fs_msg, sch_dim = _message_family(ragged, by_rows, n_contr, fam_size, sch_rank)
     mesg = None
     if _do_msg(adjust, fs_msg if not isinstance(fs_msg, str) else 99):
         xtra = (f"for comparing a family of {_num(fam_size)} estimates" if adjust == "tukey"
