@@ -144,7 +144,7 @@ def _expand_groups(gexpr: str, formula: str) -> list[tuple[str, ...]]:
 
 
 def _group_name(n: str) -> str:
-    """A grouping factor's column: ``g``, ``\`my g\``` or ``Q("my g")`` -> the name."""
+    r"""A grouping factor's column: ``g``, ``\`my g\``` or ``Q("my g")`` -> the name."""
     m = _QNAME.match(n)
     if m:
         import ast

@@ -1,4 +1,4 @@
-"""Data -> (y, X, per-term model matrices and grouping codes), the model frame.
+r"""Data -> (y, X, per-term model matrices and grouping codes), the model frame.
 
     y = X beta + sum_k Z_k b_k + e
 
@@ -46,7 +46,7 @@ _R_ARGS = ((re.compile(r"(?<=[\w)\]])=(?!=)"), " = "), (re.compile(r"\bFalse\b")
 
 
 def r_name(col: str, names: Names | None = None) -> str:
-    """formulaic column name -> R's: ``Intercept`` -> ``(Intercept)``, ``f[T.b]`` -> ``fb``,
+    r"""formulaic column name -> R's: ``Intercept`` -> ``(Intercept)``, ``f[T.b]`` -> ``fb``,
     ``I(x ** 2)`` -> ``I(x^2)`` (bars.r_power), ``poly(x, 2)[1]`` -> ``poly(x, 2)1``,
     ``scale(x, scale=False)`` -> ``scale(x, scale = FALSE)``; with ``names``, aliased
     columns as R prints them (``IQ.verb``, ``\`my col\```)."""
