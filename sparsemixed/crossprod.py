@@ -143,13 +143,15 @@ def products(Z, Xc, yc, w=None) -> CrossProducts:
         Xy[:, :-1], Xy[:, -1] = Xc, yc
         ZtXy = np.asarray(Zt @ Xy)
         ZtX, Zty, XtX = ZtXy[:, :-1].copy(), ZtXy[:, -1].copy(), Xw.T @ Xc
+    with np.errstate(over="ignore"):     # an overflowing y'Wy is refused by name (degenerate.py)
+        Xty, yty = np.asarray(Xw.T @ yc).ravel(), float(yw @ yc)
     return CrossProducts(
         ZtZ=(Zt @ Z).tocsr(),
         ZtX=ZtX,
         Zty=Zty,
         XtX=XtX,
-        Xty=np.asarray(Xw.T @ yc).ravel(),
-        yty=float(yw @ yc),
+        Xty=Xty,
+        yty=yty,
         n=Z.shape[0],
         sum_log_w=slw,
     )

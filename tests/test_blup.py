@@ -13,6 +13,7 @@ from conftest import fit_reference
 from test_lme4_reference import NAMES
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("name", NAMES)
 def test_ranef_frame_matches_lme4_condvar(name, lme4_ref):
     res = fit_reference(name, lme4_ref)

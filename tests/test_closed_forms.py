@@ -141,6 +141,7 @@ def test_interior(case, reml):
                                rtol=REL, atol=REL * float(np.abs(means - cf["mu"]).max()))
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("reml", [False, True], ids=["ML", "REML"])
 @pytest.mark.parametrize("case", BOUNDARY, ids=[f"boundary{i}" for i in range(len(BOUNDARY))])
 def test_boundary(case, reml):
@@ -170,6 +171,7 @@ def test_ml_and_reml_differ_by_the_degrees_of_freedom():
     assert ml.REML is False and reml.REML is True
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_ml_on_the_boundary_while_reml_is_interior():
     """A data set where ML's sA2_dot <= 0 < REML's: ML must report sA2 = 0 and
     se2 = (SSE+SSA)/(an), REML the positive moment solution."""

@@ -106,6 +106,7 @@ def test_anova_of_one_model_dispatches_to_its_anova_method():
 
 
 # -- tests of variance components ---------------------------------------------------------------
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("name", sorted(REF["variance"]))
 def test_variance_lrt_matches_reference(name):
     v = REF["variance"][name]

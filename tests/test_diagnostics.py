@@ -32,6 +32,7 @@ def test_no_false_alarms_at_a_regular_optimum(name, formula):
     assert np.max(np.abs(d["scaled_gradient"])) < 1e-4
 
 
+@pytest.mark.expect_warnings((sm.ConvergenceWarning,))
 def test_early_stop_is_flagged_by_the_scaled_gradient():
     m = sm.lmer("Reaction ~ Days + (Days|Subject)", sm.datasets.load("sleepstudy"))
     with pytest.warns(sm.ConvergenceWarning, match="scaled gradient"):

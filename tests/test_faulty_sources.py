@@ -597,6 +597,7 @@ def test_ctrl_c_interrupts_a_streamed_build_within_a_chunk(tmp_path):
         if proc.poll() is None:
             proc.kill()
     err = proc.stderr.read()
+    proc.stdout.close(), proc.stderr.close()
     assert proc.returncode == 0 and report is not None, err
     assert [i["target"] for i in report["interrupts"]] == [1, 2]
     for i in report["interrupts"]:

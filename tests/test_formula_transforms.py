@@ -375,6 +375,7 @@ def test_transforms_are_the_hand_made_columns(seed, n_groups, unbalanced, na):
                                ((d.z - np.nanmean(d.z)) / np.nanstd(d.z, ddof=1))[rows], rtol=1e-10)
 
 
+@pytest.mark.expect_warnings((sm.MissingDataWarning,))
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), unbalanced=st.booleans(), na=st.booleans(), k=st.integers(1, 6))
 def test_predict_on_a_subset_replays_training_states(seed, unbalanced, na, k):

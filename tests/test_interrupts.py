@@ -247,6 +247,7 @@ def test_fit_is_interrupted_and_the_model_fits_again(sleep, optimizer, k):
     np.testing.assert_array_equal(again.theta, ref.theta)
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_fit_on_the_blocked_factor_is_interrupted():
     rng = np.random.default_rng(5)
     n, na, nb = 4000, 150, 40
@@ -274,6 +275,7 @@ def test_profile_confint_is_interrupted(sleep, k):
     pd.testing.assert_frame_equal(again, ref)
 
 
+@pytest.mark.expect_warnings((sm.inference.simulate.BootstrapWarning,))
 @pytest.mark.parametrize("k", [2, 25])
 def test_bootstrap_is_interrupted_not_counted_as_a_failed_refit(sleep, k):
     import warnings
@@ -399,6 +401,7 @@ def test_sigint_interrupts_each_long_operation_promptly():
         if proc.poll() is None:
             proc.kill()
     err = proc.stderr.read()
+    proc.stdout.close(), proc.stderr.close()
     assert proc.returncode == 0, f"{log}\n{err[-3000:]}"
     names = ["fit", "fit-bobyqa", "profile", "bootstrap", "glmer", "glmer-nAGQ0", "glmer-nAGQ2"]
     assert [ln.split()[1] for ln in log if ln.startswith("INTERRUPTED")] == names, log

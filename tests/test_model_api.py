@@ -223,6 +223,7 @@ def test_user_dataframe_is_not_modified():
 # missing values
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_missing_values_are_dropped_with_a_warning():
     df = unbalanced(4)
     df = df.astype({"g": object})
@@ -315,6 +316,7 @@ def test_dtypes_give_the_same_fit(variant):
 # offset
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("how", ["column", "array", "series"])
 @pytest.mark.parametrize("reml", [True, False])
 def test_offset_equals_fitting_the_shifted_response(how, reml):
@@ -390,6 +392,7 @@ def test_start_is_validated(sleep_model):
 # refit
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("reml", [True, False])
 def test_refit_equals_a_fresh_fit(reml):
     df = unbalanced(11)
@@ -408,6 +411,7 @@ def test_refit_equals_a_fresh_fit(reml):
     assert_same_criterion(sm.lmer(FORMULA, df, REML=reml), model)
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_refit_with_dropped_rows_and_offset():
     df = unbalanced(13)
     df["o"] = np.sin(np.arange(len(df)))

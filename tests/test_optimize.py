@@ -76,6 +76,7 @@ def _numgrad(f, x, h=1e-6):
 CASES = json.loads((REF / "lme4_optimizer.json").read_text())
 
 
+@pytest.mark.expect_warnings((sm.IdentifiabilityWarning,))
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_default_fit_reaches_lme4s_best_optimum(name):
     """The default fit (L-BFGS-B with the analytic gradient, the boundary checks and the
@@ -129,6 +130,7 @@ def test_fit_reaches_the_lower_of_two_local_minima(name, formula, ordering):
         assert plain.objective > best.fun + 0.1
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("s", [1e-3, 1e3, 1e4])
 def test_default_fit_is_equivariant_to_a_slope_covariates_units(s):
     """x -> s x in ``y ~ x + (x | g)``: the same model (theta's slope row / s, REML criterion

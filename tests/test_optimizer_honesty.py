@@ -150,6 +150,7 @@ def test_every_optimizer_on_a_4x4_term_and_a_small_intercept_model(name, optimiz
         assert not any(issubclass(w.category, SingularFitWarning) for w in caught)
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_the_default_fit_is_not_polished():
     model, ref = model_and_default("newuoa-4x4")
     assert "polish" not in ref.optsummary.diagnostics

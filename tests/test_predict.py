@@ -225,6 +225,7 @@ def test_simulate_is_seeded(dyestuff):
 
 
 # -- bootstrap -----------------------------------------------------------------------------
+@pytest.mark.expect_warnings((sm.inference.simulate.BootstrapWarning,))
 def test_bootstrap_reuses_the_factor_and_refits_simulated_responses(dyestuff, monkeypatch):
     import sparsemixed.engine as model_mod
 

@@ -233,6 +233,7 @@ def test_summary_prints_lme4_numbers(name):
         assert "boundary (singular) fit: see help('isSingular')" in text
 
 
+@pytest.mark.expect_warnings((sm.inference.varpar.VarParWarning,))
 def test_lmertest_columns_printed_as_lmertest():
     """summary(ddf="Satterthwaite"): df and Pr(>|t|) formatted by printCoefmat as lmerTest."""
     for name in ("sleepstudy_reml", "stroop"):

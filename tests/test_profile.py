@@ -76,6 +76,7 @@ def test_reference_covers_the_required_models():
 
 
 # -- intervals ---------------------------------------------------------------------------
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("name", MODELS)
 def test_confint_matches_lme4(name):
     r = REF[name]
@@ -96,6 +97,7 @@ def test_singular_fit_lower_limit_is_the_bound():
     assert ci.loc[".sig01", "97.5 %"] > 1.0
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_intervals_contain_the_ml_estimates():
     for name in FULL:
         r = REF[name]
@@ -167,6 +169,7 @@ def test_profiled_points_match_lme4(name):
     assert max(zdiff) < 1e-4
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("name", ["dyestuff_reml", "dyestuff2_singular"])
 def test_profile_frame(name):
     r = REF[name]

@@ -23,6 +23,10 @@ from hypothesis import strategies as st
 
 import sparsemixed as sm
 
+# random unbalanced designs: singular fits and terms with more parameters than levels are
+# part of the space these properties are checked on
+pytestmark = pytest.mark.expect_warnings((sm.SingularFitWarning, sm.IdentifiabilityWarning))
+
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                      HealthCheck.filter_too_much])
 

@@ -247,6 +247,7 @@ def test_large_mean_response_with_small_spread_still_fits():
     assert r.sigma == pytest.approx(r0.sigma, rel=1e-6)
 
 
+@pytest.mark.expect_warnings((sm.ConvergenceWarning,))
 def test_streamed_model_warns_instead_of_centring(tmp_path):
     """No rows to centre: the fit runs in the user's parametrization and says so."""
     d = _unbalanced(6).assign(x=lambda f: f["x"] + 1e4)
@@ -267,6 +268,7 @@ def _binary(seed: int, n_groups: int = 24):
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(k=st.floats(1.5, 5.0), seed=st.integers(0, 2**16), nagq=st.sampled_from([0, 1]))
 def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, nagq):
@@ -285,6 +287,7 @@ def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, n
     np.testing.assert_allclose(bc["(Intercept)"] + c * bc["x"], b0["(Intercept)"], rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_glmer_beyond_the_users_digits_says_to_centre():
     d = _binary(3).assign(x=lambda f: f["x"] + 1e6)
     with pytest.raises(DataError, match=r"centred converged.*Centre them in the formula"):

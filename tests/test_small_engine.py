@@ -43,6 +43,7 @@ def _theta(model, rng):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), form=st.sampled_from(FORMS), reml=st.booleans(),
        n=st.integers(40, 400), ng=st.integers(3, 12), nh=st.integers(2, 8), weighted=st.booleans())
+@pytest.mark.expect_warnings((sm.IdentifiabilityWarning,))
 def test_dense_engine_equals_the_sparse_engines(seed, form, reml, n, ng, nh, weighted):
     df = _data(seed, n, ng, nh)
     w = np.random.default_rng(seed + 1).uniform(0.5, 2.0, n) if weighted else None
@@ -82,6 +83,7 @@ def test_dense_gradient_against_central_differences(form, reml):
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("form", FORMS[:5])
 def test_dense_fit_matches_the_sparse_fit(form):
     df = _data(11, 300, 10, 6)

@@ -121,6 +121,7 @@ def _fixed_matrix(df, levels):
     return np.column_stack(X)
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("formula", ["y ~ x + f + (1|g) + (1|b)", "y ~ x + f + (1|a/h)"])
 def test_against_dense_brute_force(formula, reml):

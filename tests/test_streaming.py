@@ -204,8 +204,8 @@ def test_unsupported_sources_and_inputs(tmp_path, inst):
         sm.lmer(f, 42)
     with pytest.raises(sm.DataError, match="one-shot iterator"):
         sm.lmer(f, (c for c in [df]))
-    with pytest.raises(sm.DataError, match="read only once"):
-        sm.lmer(IE_FORMULA, pd.read_csv(inst["csv"], chunksize=1000))
+    with pytest.raises(sm.DataError, match="read only once"), pd.read_csv(inst["csv"], chunksize=1000) as reader:
+        sm.lmer(IE_FORMULA, reader)
     with pytest.raises(sm.DataError, match="no such file"):
         sm.lmer(f, tmp_path / "nope.csv")
     odd = tmp_path / "data.xyz"

@@ -184,6 +184,7 @@ def test_cost_estimate_counts_gradients():
     assert fit_cost == res.optsummary.feval + g * res.optsummary.geval
 
 
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 def test_summary_of_sparse_x_fit_has_t_table_without_df():
     rng = np.random.default_rng(3)
     n = 600
@@ -293,6 +294,7 @@ def test_glmm_drop1_lrt_and_wald(name):
 
 
 # -- ranova ------------------------------------------------------------------------------------
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))
 @pytest.mark.parametrize("name", sorted(REF["ranova"]))
 def test_ranova_matches_lmertest(name):
     r, res = REF["ranova"][name], fitted(name)
