@@ -1,5 +1,7 @@
-"""Command line:  sparsemixed fit DATA "FORMULA" [--ml] [--json] [--output FILE] ...
-                sparsemixed fit DATA "FORMULA" --family binomial|poisson|"binomial(link=probit)" [--nagq N]
+"""Command line::
+
+    sparsemixed fit DATA "FORMULA" [--ml] [--json] [--output FILE] ...
+    sparsemixed fit DATA "FORMULA" --family binomial|poisson|"binomial(link=probit)" [--nagq N]
 
 DATA is a CSV or Parquet file, a directory of Parquet files, or the name of a bundled data set (``sparsemixed
 datasets`` lists them).  The summary (or, with --json, a JSON document with every

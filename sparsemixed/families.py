@@ -1,4 +1,4 @@
-"""GLM families and links for generalized linear mixed models (R's ``binomial()``, ``poisson()``).
+"""GLM families and links for generalized linear mixed models (R's ``binomial()``, ``poisson()``)::
 
     eta = g(mu),  mu = g^-1(eta),  d mu / d eta          (Link.linkfun, .linkinv, .mu_eta)
     V(mu): binomial mu (1 - mu), poisson mu, gaussian 1  (Family.variance)
@@ -10,7 +10,7 @@
 
 A binomial ``y`` is a proportion and its prior weights are the numbers of trials (a 0/1 response
 has weight 1), as in R. The arithmetic is R's (``make.link``, stats' C code), clamps included:
-logit ``linkinv`` is expit(eta) within |eta| <= 30 and eps/(1+eps), 1/(1+eps) beyond, its
+logit ``linkinv`` is expit(eta) within ``|eta| <= 30`` and eps/(1+eps), 1/(1+eps) beyond, its
 ``mu_eta`` eps beyond 30 (``eps`` = DBL_EPSILON); probit clamps eta to +-(-qnorm(eps)) and floors
 ``mu_eta`` at eps; cloglog ``linkfun`` is log(-log(1 - mu)) (inaccurate below mu ~ 1e-8, as R's),
 ``linkinv`` is clamped to [eps, 1 - eps], ``mu_eta`` caps eta at 700; log ``linkinv``/``mu_eta``

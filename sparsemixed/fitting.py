@@ -68,7 +68,7 @@ class FitControl:
         followed by the default's optimizer from its stop, and by the default fit when that
         end is singular or fails the convergence check (diagnostics.polish_stop): True
         continues to the lowest end, False keeps the stop and warns when the gap exceeds
-        ``gap_tol`` (relative to max(1, |criterion|)), None skips the check.
+        ``gap_tol`` (relative to ``max(1, |criterion|)``), None skips the check.
     """
 
     maxeval: int = 100_000

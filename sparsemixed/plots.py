@@ -1,4 +1,4 @@
-"""Diagnostic plots (matplotlib, the optional extra ``sparsemixed[plot]``).
+"""Diagnostic plots (matplotlib, the optional extra ``sparsemixed[plot]``)::
 
     caterpillar(result)          conditional modes b-hat with b-hat +- z * condsd, sorted
     group_panels(result, x)      data per group with the group's fitted curve (fixef + ranef)

@@ -267,7 +267,7 @@ class GlmerResult(RandomEffectsMixin):
     def profile(self, which=None, alphamax: float = 0.01, maxpts: int = 100):
         """lme4's ``profile(fit)``: a :class:`~sparsemixed.inference.profile.LikelihoodProfile`
         (``as.data.frame(profile(fit))``: ``.zeta`` and every parameter along each profiled one;
-        ``which``: None, names, "theta_", "beta_"), with ``confint(level)`` and ``plot_zeta()``;
+        ``which``: None, names, ``"theta_"``, ``"beta_"``), with ``confint(level)`` and ``plot_zeta()``;
         see glmm/profile.py."""
         from ..inference.profile import profile_result
 

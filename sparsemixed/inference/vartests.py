@@ -201,7 +201,8 @@ def lrt_variance(full, reduced=None, REML: bool | None = None, n_sim: int = 200_
     REML : None (default) uses REML fits when both models have the same fixed effects and
         ML otherwise; the models are refitted as needed.  True with different fixed
         effects raises (restricted likelihoods with different X are not comparable).
-    n_sim, seed : simulation of the chi-bar-square when a term loses >= 3 columns at once.
+    n_sim, seed
+        simulation of the chi-bar-square when a term loses >= 3 columns at once.
 
     Returns a :class:`VarianceTest`: statistic T, the chi-bar-square p-value (see the module
     docstring for the mixture) and the naive chi2_df p-value alongside.
