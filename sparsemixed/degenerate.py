@@ -58,13 +58,14 @@ def check_response(cp, shift, response: str, x_names, terms) -> None:
             "sqrt(c) and sigma divided by it")
     shift = np.zeros(cp.p) if shift is None else np.asarray(shift, float)
     r2_x = float(cp.yty)
-    Xty = np.asarray(_dense(cp.Xty), float).ravel() + np.asarray(cp.XtX @ shift).ravel()   # X'Wy
+    Xty0 = np.asarray(_dense(cp.Xty), float).ravel()                  # X'Wy0
+    Xty = Xty0 + np.asarray(cp.XtX @ shift).ravel()                     # X'Wy
     with np.errstate(all="ignore"):
-        yty = r2_x + float(shift @ (Xty + np.asarray(_dense(cp.Xty), float).ravel()))     # y'Wy
+        yty = r2_x + float(shift @ (Xty + Xty0))                        # y'Wy
         size = np.sqrt(yty / n) / unit if np.isfinite(yty) and yty >= 0 else np.inf
         scale = np.sqrt(r2_x / n) / unit if np.isfinite(r2_x) and r2_x >= 0 else np.inf
         if not yty > 1e-290 and np.any(Xty != 0):       # y'Wy underflowed: rms(y) >= |x'Wy| / ||x|| sqrt(n)
-            d = np.asarray(_dense(cp.XtX.diagonal()) if sp.issparse(cp.XtX) else np.diag(cp.XtX)).ravel()
+            d = np.asarray(cp.XtX.diagonal(), float).ravel()
             size = float(np.max(np.abs(Xty) / np.sqrt(np.maximum(d, 1e-300) * n))) / unit
     for what, v in (("a root mean square of about", size), ("least-squares residuals of about", scale)):
         if v > 0 and not MIN_SCALE <= v <= MAX_SCALE:
@@ -99,7 +100,7 @@ def _exact_message(response, cp, shift, Xty, x_names, yty) -> str:
         if yty - Xty[j] ** 2 / XtX[j, j] <= EXACT_TOL ** 0.5 * yty:
             return (f"the response '{response}' is constant: the residual variance is 0 and a mixed "
                     "model has nothing to estimate. Check that the right column is the response")
-    dx = np.sqrt(np.maximum(np.asarray(_dense(XtX.diagonal()) if sp.issparse(XtX) else np.diag(XtX)), 0.0))
+    dx = np.sqrt(np.maximum(np.asarray(XtX.diagonal(), float).ravel(), 0.0))
     used = [nm for nm, b, d in zip(x_names, shift, dx)
             if nm != "(Intercept)" and abs(b) * d > 1e-6 * np.sqrt(yty)]
     cols = ", ".join(f"'{c}'" for c in used) or "the fixed-effect columns"

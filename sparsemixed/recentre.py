@@ -123,15 +123,28 @@ def map_theta(model, theta: np.ndarray, maps: dict, rotations: dict | None = Non
     return out
 
 
+def centred_z(Z, terms, maps: dict) -> sp.csr_matrix:
+    """Z_c = Z A: each mapped term's level blocks of columns times its A (the others as they are)."""
+    blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(maps.get(i, np.eye(t.k))), format="csr")
+              for i, t in enumerate(terms)]
+    return (Z @ sp.block_diag(blocks, format="csr")).tocsr()
+
+
+def _warn_mapped(what: str) -> None:
+    warnings.warn(f"random-effect column(s) {what} are far from 0 relative to their spread: the fit was "
+                  "computed with them centred and mapped back, but in this parametrization the intercept "
+                  "variance (at 0) and its correlation with the slope are nearly unidentified. Centre "
+                  "them in the formula (e.g. I(x - mean)) for well-determined estimates", ScaleWarning,
+                  stacklevel=6)
+
+
 def centred_model(model, p: Plan, d):
     """The model of Z_c = Z A and X_c = X B (the same rows ``d``, response, weights and columns)."""
     from .assemble import ModelParts
     from .model import LinearMixedModel
 
     maps = p.maps(model)
-    blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(maps.get(i, np.eye(t.k))),
-                      format="csr") for i, t in enumerate(model.terms)]
-    Zc = (d.Z @ sp.block_diag(blocks, format="csr")).tocsr()
+    Zc = centred_z(d.Z, model.terms, maps)
     B = p.x_map(d.X.shape[1])
     r0 = d.y - (d.offset if d.offset is not None else 0.0) - d.X @ model.fixed.shift
     cp = dataclasses.replace(d, Z=Zc, X=d.X @ B).cross_products(response=r0)
@@ -192,11 +205,7 @@ def fit_recentred(model, p: Plan, reml: bool, start, optimizer, verbose, control
                    for i, c in p.centres.items()},
         "fixed": None if p.x_centres is None else dict(zip(model.fixef_names[1:], p.x_centres[1:].tolist()))})
     if p.centres:
-        warnings.warn(f"random-effect column(s) {what} are far from 0 relative to their spread: the fit was "
-                      "computed with them centred and mapped back, but in this parametrization the intercept "
-                      "variance (at 0) and its correlation with the slope are nearly unidentified. Centre "
-                      "them in the formula (e.g. I(x - mean)) for well-determined estimates", ScaleWarning,
-                      stacklevel=5)
+        _warn_mapped(what)
     RX = sla.solve_triangular(B, rc.RX.T, trans="T", lower=False).T     # R_Xc B^-1
     return model.engine.result_class(
         model, reml, theta, B @ rc.beta, rc.sigma, rc.objective, RX,
@@ -224,11 +233,9 @@ def fit_glmm_recentred(model, nAGQ: int, fit_inner, *args):
     far = plan(lmm)                   # far enough for the user's parametrization to lose digits
     w = model.weighted
     maps = p.maps(lmm)
-    blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(maps.get(i, np.eye(t.k))), format="csr")
-              for i, t in enumerate(lmm.terms)]
     B = p.x_map(w.X.shape[1])
     twin = copy.copy(model)
-    twin.weighted = WeightedProducts((w.Z @ sp.block_diag(blocks, format="csr")).tocsr(), w.X @ B, lmm.crossprod.ZtZ)
+    twin.weighted = WeightedProducts(centred_z(w.Z, lmm.terms, maps), w.X @ B, lmm.crossprod.ZtZ)
     twin.rows = MemoryRows(twin.weighted, model.response)
     rc = fit_inner(twin, nAGQ, *args)
     rot = {}
@@ -254,11 +261,7 @@ def fit_glmm_recentred(model, nAGQ: int, fit_inner, *args):
             "precision: the columns are too far from 0 for their spread. Centre them in the formula, e.g. "
             "I(x - mean), and refit") from None
     if far is not None and far.centres:
-        warnings.warn(f"random-effect column(s) {describe(lmm, p)} are far from 0 relative to their spread: the "
-                      "fit was computed with them centred and mapped back, but in this parametrization the "
-                      "intercept variance (at 0) and its correlation with the slope are nearly unidentified. "
-                      "Centre them in the formula (e.g. I(x - mean)) for well-determined estimates", ScaleWarning,
-                      stacklevel=5)
+        _warn_mapped(describe(lmm, p))
     if abs(final.laplace - rc.mode.laplace) > 1e-6 * max(1.0, abs(rc.mode.laplace)):
         warnings.warn(f"the fit of the centred columns {describe(lmm, p)} reached deviance {rc.mode.laplace:.6f}; "
                       f"in the formula's columns the same estimates give {final.laplace:.6f} (digits lost to "

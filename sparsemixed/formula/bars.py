@@ -67,15 +67,24 @@ class ParsedFormula:
         return f"{self.response} ~ {self.fixed}"
 
 
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split ``text`` on ``sep`` at parenthesis depth 0 (not inside quotes or backticks)."""
-    parts, depth, start, quote = [], 0, 0, None
+def _outside_quotes(text: str):
+    """(i, ch) for each character of ``text`` outside quotes and backticks (the quote
+    characters themselves left out): what the scanners below see of a formula."""
+    quote = None
     for i, ch in enumerate(text):
         if quote:
             quote = None if ch == quote else quote
         elif ch in "'\"`":
             quote = ch
-        elif ch == "(":
+        else:
+            yield i, ch
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` at parenthesis depth 0 (not inside quotes or backticks)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in _outside_quotes(text):
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
@@ -87,14 +96,8 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 
 def _check_parens(text: str, formula: str) -> None:
-    depth, quote = 0, None
-    for ch in text:
-        if quote:
-            quote = None if ch == quote else quote
-            continue
-        if ch in "'\"`":
-            quote = ch
-            continue
+    depth = 0
+    for _, ch in _outside_quotes(text):
         depth += ch == "("
         depth -= ch == ")"
         if depth < 0:
@@ -210,13 +213,9 @@ def _expr_pieces(expr: str) -> tuple[bool, list[str]]:
 def r_power(text: str) -> str:
     """``^`` inside a function call's parentheses -> ``**`` (R's power); elsewhere, and
     inside quotes or backticks, unchanged."""
-    out, stack, quote = [], [], None
-    for i, ch in enumerate(text):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
+    out, stack = list(text), []
+    for i, ch in _outside_quotes(text):
+        if ch == "(":
             j = i - 1
             while j >= 0 and text[j] == " ":
                 j -= 1
@@ -224,9 +223,7 @@ def r_power(text: str) -> str:
         elif ch == ")" and stack:
             stack.pop()
         elif ch == "^" and any(stack) and not (i and text[i - 1] == "*"):     # (x*^2: not R, left as it is)
-            out.append("**")
-            continue
-        out.append(ch)
+            out[i] = "**"
     return "".join(out)
 
 
