@@ -66,6 +66,26 @@ def _other_user() -> dict:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
 
+@pytest.fixture(autouse=True)
+def _interpreter_reachable():
+    """``nobody`` must reach the interpreter and its site-packages (the checkout's .venv).
+    A checkout in a private directory (``mktemp -d``: 0700, or a 0700 home) does not let it:
+    its ancestors get the others' search bit (o+x: pass through, not list) for the test's
+    duration, and exactly their modes back afterwards."""
+    changed = []
+    if os.geteuid() == 0:
+        for d in Path(sys.prefix).resolve().parents:
+            mode = d.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                d.chmod(mode | stat.S_IXOTH)
+                changed.append((d, mode))
+    try:
+        yield
+    finally:
+        for d, mode in changed:
+            d.chmod(stat.S_IMODE(mode))
+
+
 def _set_writable(root: Path, writable: bool) -> None:
     for path in [root, *root.rglob("*")]:
         if path.is_symlink():
