@@ -211,8 +211,23 @@ def test_fused_kernels_equal_the_family_functions(family):
     d_ref = fam.mu_eta(eta)
     np.testing.assert_allclose(mu, mu_ref, rtol=1e-15, atol=0)
     np.testing.assert_allclose(w, pw * d_ref ** 2 / fam.variance(mu_ref), rtol=1e-14)
-    np.testing.assert_allclose(z, eta - off + (y - mu_ref) / d_ref, rtol=1e-13, atol=1e-300)
+    # z = (eta - off) + (y - mu)/d is a sum that can cancel: its rounding is relative to the
+    # summands (mu for eta < 0 is e^eta/(1 + e^eta) here, 1/(1 + e^-eta) in R: an ulp apart)
+    step = (y - mu_ref) / d_ref
+    assert np.all(np.abs(z - (eta - off + step)) <= 1e-13 * (np.abs(eta - off) + np.abs(step)))
     assert kernels.deviance(k, y, mu, pw) == pytest.approx(np.sum(fam.dev_resids(y, mu_ref, pw)), rel=1e-12)
+    # the gradient's terms: d = -2 pw (y - mu) mu_eta / V, and w' = dw/deta (central differences
+    # of the family's w, away from the clamps)
+    d, dw = np.empty(n), np.empty(n)
+    kernels.gradient_terms(k, eta, y, pw, d, dw)
+    np.testing.assert_allclose(d, -2 * pw * (y - mu_ref) * d_ref / fam.variance(mu_ref), rtol=1e-13, atol=1e-300)
+    inner = np.abs(eta) < 25
+    h = 1e-5
+    weight = lambda e: pw[inner] * fam.mu_eta(e) ** 2 / fam.variance(fam.linkinv(e))
+    fd = (weight(eta[inner] + h) - weight(eta[inner] - h)) / (2 * h)
+    np.testing.assert_allclose(dw[inner], fd, rtol=1e-7, atol=1e-12 * pw.max())
+    if family == "binomial":      # w is constant beyond the clamps
+        assert np.all(dw[np.abs(eta) > 30] == 0)
 
 
 def test_offset_terms_leave_the_rest_of_the_formula_alone():

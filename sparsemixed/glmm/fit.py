@@ -84,21 +84,28 @@ class _ProfiledState:
     """The search's warm start between evaluations: the last mode's beta and u, and c, the
     log|L|^2 part of dLaplace/dbeta (glmm/gradient.py: profile_beta), predicted at a new
     theta as c + J (theta - theta_last) with J (p x ntheta) from Broyden updates along the
-    search's path: a predicted c leaves PIRLS's beta nearer the profile's."""
+    search's path: a predicted c leaves PIRLS's beta nearer the profile's; beta and u are
+    predicted alike (:meth:`start`), so PIRLS starts a first-order step from the mode."""
 
     def __init__(self, mode, p, nt):
         self.beta, self.u, self.c, self.theta = mode.beta, mode.u, None, None
         self.J = np.zeros((p, nt))
+        self.Ju, self.Jb = np.zeros((mode.u.size, nt)), np.zeros((p, nt))
         self.at = None
         self.f = []
+        self.g = None          # the last gradient in theta
 
-    def tolerance(self) -> float:
+    def tolerance(self, theta) -> float:
         """The Newton decrement beta is profiled to: gradient.SEARCH_TOL, or up to
         LOOSE_TOL while the deviance still moves by much more between evaluations (its
-        error, at most half the decrement, is then far below those moves)."""
-        if len(self.f) < 2:
-            return gradient.SEARCH_TOL
-        moved = abs(self.f[-1] - self.f[-2])
+        error, at most half the decrement, is then far below those moves): the last move,
+        or before there is one, the first-order prediction g'(theta - theta_0)."""
+        if len(self.f) >= 2:
+            moved = abs(self.f[-1] - self.f[-2])
+        elif self.g is not None:
+            moved = abs(float(self.g @ (np.asarray(theta, dtype=float) - self.theta)))
+        else:
+            return LOOSE_TOL          # the start: only the search's direction depends on it
         return float(min(LOOSE_TOL, max(gradient.SEARCH_TOL, LOOSE_SHARE * moved)))
 
     def predict(self, theta):
@@ -106,15 +113,26 @@ class _ProfiledState:
             return None
         return self.c + self.J @ (theta - self.theta)
 
-    def update(self, theta, mode, c):
+    def start(self, theta):
+        """(beta, u) to start the profile at theta from: the last ones moved along the path
+        by their Broyden Jacobians (a first-order prediction of the mode there)."""
+        if self.theta is None:
+            return self.beta, self.u
+        s = theta - self.theta
+        return self.beta + self.Jb @ s, self.u + self.Ju @ s
+
+    def update(self, theta, mode, c, g=None):
         if self.c is not None:
             s = theta - self.theta
             ss = float(s @ s)
             if ss > 0:
                 self.J += np.outer(c - self.c - self.J @ s, s) / ss
+                self.Ju += np.outer(mode.u - self.u - self.Ju @ s, s) / ss
+                self.Jb += np.outer(mode.beta - self.beta - self.Jb @ s, s) / ss
         self.beta, self.u, self.c, self.theta = mode.beta, mode.u, c, np.array(theta, dtype=float)
         self.at = (self.theta, mode)
         self.f.append(mode.laplace)
+        self.g = None if g is None else np.asarray(g, dtype=float)
 
 
 def _profiled_search(model, control, tick=None):
@@ -125,8 +143,9 @@ def _profiled_search(model, control, tick=None):
     state = _ProfiledState(start, model.p, model.theta0.size)
 
     def fg(theta):
-        m, g, c = gradient.profile_beta(model, theta, state.beta, state.u, state.predict(theta), state.tolerance())
-        state.update(theta, m, c)
+        b0, u0 = state.start(theta)
+        m, g, c = gradient.profile_beta(model, theta, b0, u0, state.predict(theta), state.tolerance(theta))
+        state.update(theta, m, c, g.theta)
         return m.laplace, g.theta
 
     summary = OptSummary(initial=np.array(model.theta0, float), lower=model.lower, method="lbfgsb",
@@ -137,7 +156,8 @@ def _profiled_search(model, control, tick=None):
     warm = state.at[1] if state.at is not None and np.array_equal(state.at[0], x) else None
     final, g, c = gradient.profile_beta(model, x, state.beta if warm is None else warm.beta,
                                         state.u if warm is None else warm.u, state.predict(x))
-    summary.diagnostics = _check(model, summary, final, g.theta, control, c)
+    state.update(x, final, c)
+    summary.diagnostics = _check(model, summary, final, g.theta, control, state)
     summary.initial = np.concatenate([model.theta0, start.beta])
     summary.lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
     summary.final = np.concatenate([final.theta, final.beta])
@@ -149,26 +169,28 @@ def _profiled_search(model, control, tick=None):
 class _Profiled:
     """The profiled Laplace deviance as diagnostics.check_convergence reads a model:
     ``lower``, ``objective_and_gradient(theta, reml)``, ``gradient(theta, reml)``; each
-    point warm-started from the fit's final mode and profiled to NEWTON_TOL."""
+    point profiled to NEWTON_TOL from the search's prediction there (beta, u and c by
+    :class:`_ProfiledState`'s Broyden updates, which end at the fit's final mode)."""
 
-    def __init__(self, model, final, g_final, c):
-        self.model, self.final, self.g_final, self.c, self.lower = model, final, g_final, c, model.lower
+    def __init__(self, model, final, g_final, state):
+        self.model, self.final, self.g_final, self.state, self.lower = model, final, g_final, state, model.lower
 
     def objective_and_gradient(self, theta, reml=False):
         theta = np.asarray(theta, float)
         if np.array_equal(theta, self.final.theta):            # the fit's own point: known
             return self.final.laplace, self.g_final
-        m, g, _ = gradient.profile_beta(self.model, theta, self.final.beta, self.final.u, self.c)
+        beta, u = self.state.start(theta)
+        m, g, _ = gradient.profile_beta(self.model, theta, beta, u, self.state.predict(theta))
         return m.laplace, g.theta
 
     def gradient(self, theta, reml=False):
         return self.objective_and_gradient(theta)[1]
 
 
-def _check(model, summary, final, g_final, control, c) -> dict:
+def _check(model, summary, final, g_final, control, state) -> dict:
     """lme4's convergence check on the profiled deviance: the gradient in theta scaled by
     the inverse of its Hessian (forward differences of the analytic gradient from the
-    final point's, c there as the start of each profile), when its k + 1 gradients cost under ``control.check_budget`` of the fit (FitControl:
+    final point's, each profile started from the search's prediction there), when its k + 1 gradients cost under ``control.check_budget`` of the fit (FitControl:
     check_convergence True forces it, False skips it); beta's own gradient is below the
     profile's Newton tolerance by construction.  Warns as the linear model's check."""
     from ..diagnostics import check_convergence, warn_convergence
@@ -178,7 +200,7 @@ def _check(model, summary, final, g_final, control, c) -> dict:
     if budget < 0:
         return {"checked": False, "reason": "check_convergence=False"}
     probe = dataclasses.replace(summary, final=final.theta)
-    diag = check_convergence(_Profiled(model, final, g_final, c), probe, False, budget_seconds=budget, warn=False,
+    diag = check_convergence(_Profiled(model, final, g_final, state), probe, False, budget_seconds=budget, warn=False,
                              one_sided=True)
     warn_convergence(diag, stacklevel=7, tol=control.scaled_grad_tol)
     return diag

@@ -36,6 +36,7 @@ from .weighted import find_sorted
 
 MAX_NEWTON = 30
 NEWTON_TOL = 1e-10        # Newton decrement g'H^-1 g/2 at which beta counts as optimal
+PIRLS_SHARE = 1e-2        # a loose profile's PIRLS may stop when pdev moves by less than this share of its tolerance
 SEARCH_TOL = 1e-7         # ... during the search over theta (the deviance is then within ~5e-8 of
                           # its profile; the final theta is profiled to NEWTON_TOL)
 CANONICAL = {("binomial", "logit"), ("poisson", "log")}
@@ -196,8 +197,9 @@ def profile_beta(model, theta, beta0, u0, linear=None, tol=NEWTON_TOL):
     p = model.p
     c = np.zeros(p) if linear is None else np.asarray(linear, dtype=float)
     beta, u, last = np.asarray(beta0, dtype=float), u0, np.inf
+    slack = 0.0 if tol <= SEARCH_TOL else PIRLS_SHARE * tol      # a loose profile needs no exact mode
     for _ in range(MAX_NEWTON):
-        mode = pirls(model.engine, model.rows, theta, beta, u0=u, joint=True, linear=c)
+        mode = pirls(model.engine, model.rows, theta, beta, u0=u, joint=True, linear=c, slack=slack)
         g = laplace_gradient(model, mode)
         dec = _decrement(g)
         if dec < tol:

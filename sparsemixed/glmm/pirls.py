@@ -61,10 +61,12 @@ class Mode:
 
 
 def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = TOL,
-          max_iter: int = MAX_ITER, linear=None) -> Mode:
+          max_iter: int = MAX_ITER, linear=None, slack: float = 0.0) -> Mode:
     """The conditional mode (and, ``joint``, beta) at theta by PIRLS from ``u0`` (zeros);
     ``rows`` does the passes over the rows (glmm/rows.py: in memory or on Dask);
-    ``linear``: c of pdev + c'beta (joint only)."""
+    ``linear``: c of pdev + c'beta (joint only); ``slack``: a change of pdev (absolute) at
+    which PIRLS may stop before the relative ``tol`` (a profile during the search that needs
+    the deviance to about 100 times that: glmm/gradient.py PIRLS_SHARE)."""
     theta = np.asarray(theta, dtype=float)
     beta = np.asarray(beta, dtype=float)
     c = None if linear is None or not joint else np.asarray(linear, dtype=float)
@@ -100,7 +102,7 @@ def pirls(engine, rows, theta, beta, u0=None, joint: bool = False, tol: float = 
         change = pdev - pdev_new
         moved = rows.moved(cur, new)
         u, beta, cur, pdev = u_new, beta_new, new, pdev_new
-        if change <= tol * (abs(pdev) + tol) and h == 0:
+        if change <= max(tol * (abs(pdev) + tol), slack) and h == 0:
             break           # (a halved step is not a converged one: its u is off by the rest)
     else:
         raise NumericalError(f"PIRLS did not converge in {max_iter} iterations at theta = "
