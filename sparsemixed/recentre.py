@@ -19,7 +19,8 @@ units) and its theta_c is mapped to the user's theta; the result is computed by 
 model at that theta (fixed effects, sigma, b and the likelihood are those of the centred
 fit, to the digits the user's parametrization carries; a ScaleWarning says so).  A start
 given in the user's theta is mapped the other way (A^-1: +c_x).  Used when |c_x| >
-RECENTRE_RATIO * sd(x) for some column of a term with an intercept, or a fixed-effect
+RECENTRE_RATIO * sd(x) (a glmer fit: GLMM_QUIET_RATIO * sd(x), with a ScaleWarning only
+beyond RECENTRE_RATIO) for some column of a term with an intercept, or a fixed-effect
 column alone beyond X_RATIO (then only X is centred: beta = B beta_c, R_X = R_Xc B^-1);
 needs the rows (model.design()): a model built from a stream only gets the warning.
 """
@@ -35,8 +36,9 @@ import scipy.sparse as sp
 from .errors import ScaleWarning
 
 RECENTRE_RATIO = 100.0        # a random-effect column's |mean| / sd beyond which its term is centred
-GLMM_RATIO = 10.0             # the same for a glmer fit, whose PIRLS already fails from lme4's start
-                              # at x + 100 (x uniform on 0..10): the deviance 6.8 above the optimum
+GLMM_QUIET_RATIO = 1.5        # the same for a glmer fit, silently below RECENTRE_RATIO (uncentred fits
+                              # stopped above the centred optimum from 1.7 sd on; not lower: 0/1 factor
+                              # slopes would pay: benchmarks/results/2026-12-06-glmm-centring.md)
 X_RATIO = 1e4                 # the same for a fixed-effect column alone (X'WX keeps ~16 - 2 log10 digits)
 
 
@@ -227,7 +229,7 @@ def fit_glmm_recentred(model, nAGQ: int, fit_inner, *args):
     if nAGQ > 1 or model.weighted is None:
         return None
     lmm = model.lmm
-    p = plan(lmm, GLMM_RATIO)
+    p = plan(lmm, GLMM_QUIET_RATIO)
     if p is None:
         return None
     far = plan(lmm)                   # far enough for the user's parametrization to lose digits

@@ -275,7 +275,8 @@ def _binary(seed: int, n_groups: int = 24):
 def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, nagq):
     """Before: at x + 100 PIRLS from lme4's start ended 6.8 above the optimum (with warnings),
     and from x + 1000 on it failed.  The reference is the fit of x centred by the test (the
-    uncentred x on 0..10 can stop short at nAGQ = 0: seed 1437, 3.5e-3 above)."""
+    uncentred x on 0..10, 1.7 sd from 0, stopped short at nAGQ = 0 before it too was fitted
+    centred, recentre.GLMM_QUIET_RATIO: seed 1437, 3.5e-3 above; tests/test_glmm_centring.py)."""
     d = _binary(seed)
     c, m = 10.0 ** k, float(d["x"].mean())
     with warnings.catch_warnings():
