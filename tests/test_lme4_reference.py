@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fit_reference
+from conftest import fit_reference, fit_warnings
+
+from sparsemixed.errors import SingularFitWarning
 
 NAMES = list(json.loads((pathlib.Path(__file__).parent / "reference" / "lme4_results.json").read_text()))
 
@@ -31,6 +33,7 @@ def test_objective(name, lme4_ref):
     assert res.aic == pytest.approx(r["aic"], rel=1e-6)
     assert res.bic == pytest.approx(r["bic"], rel=1e-6)
     assert res.is_singular == r["singular"]
+    assert (SingularFitWarning in fit_warnings(name)) == r["singular"]     # warned exactly when lme4 is singular
     assert res.converged
 
 
