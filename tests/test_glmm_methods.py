@@ -360,8 +360,9 @@ def test_profile_refuses_what_it_cannot_profile():
 
 
 def test_predict_standard_errors_and_confidence_intervals():
-    """se_fit and interval="confidence": sqrt(x'Vx) from vcov() on the link scale (computed
-    here from the design directly), the link interval's endpoints through g^-1 on the
+    """se_fit and interval="confidence" with se_type="fixed" (beta-hat's uncertainty only; the
+    default, conditional, is tested in test_glmm_predict_se.py): sqrt(x'Vx) from vcov() on the
+    link scale (computed here from the design directly), the link interval's endpoints through g^-1 on the
     response scale, the delta-method SE there; NaN rows stay NaN; prediction intervals are
     refused."""
     from scipy.special import expit
@@ -371,7 +372,7 @@ def test_predict_standard_errors_and_confidence_intervals():
     V = res.vcov().to_numpy()
     nd = pd.DataFrame({"herd": ["1", "3", "new", None], "period": ["1", "4", "2", "3"],
                        "incidence": 0, "size": 1})
-    out = res.predict(nd, allow_new_levels=True, se_fit=True, interval="confidence", level=0.9)
+    out = res.predict(nd, allow_new_levels=True, se_fit=True, interval="confidence", level=0.9, se_type="fixed")
     X = np.array([[1, 0, 0, 0], [1, 0, 0, 1], [1, 1, 0, 0], [1, 0, 1, 0]], dtype=float)
     se = np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
     np.testing.assert_allclose(out["se_fit"], se, rtol=1e-12)
@@ -380,7 +381,8 @@ def test_predict_standard_errors_and_confidence_intervals():
     np.testing.assert_allclose(out["upr"], out["fit"] + z * se, rtol=1e-12)
     eta = res.predict(nd, allow_new_levels=True).to_numpy()
     np.testing.assert_allclose(out["fit"], eta, rtol=1e-14)
-    resp = res.predict(nd, type="response", allow_new_levels=True, se_fit=True, interval="confidence", level=0.9)
+    resp = res.predict(nd, type="response", allow_new_levels=True, se_fit=True, interval="confidence", level=0.9,
+                       se_type="fixed")
     np.testing.assert_allclose(resp["lwr"], expit(out["lwr"]), rtol=1e-12)
     np.testing.assert_allclose(resp["upr"], expit(out["upr"]), rtol=1e-12)
     p = expit(eta)

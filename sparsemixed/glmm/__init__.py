@@ -2,6 +2,7 @@
 
     glmm.response   the response as glmer reads it: cbind(), factors, weights, offsets; y | u
     glmm.weighted   Z'WZ on the analysed pattern for new weights: one compiled pass
+    glmm.weighted_sparse   the same with a sparse X: Z'WX, X'WX on their structural patterns
     glmm.pirls      PIRLS to the conditional mode; the Laplace deviance
     glmm.agq        adaptive Gauss-Hermite quadrature (one scalar random-effects term)
     glmm.model      GeneralizedLinearMixedModel: objective(theta) / objective([theta, beta])
@@ -20,7 +21,8 @@ from .model import GeneralizedLinearMixedModel
 
 
 def glmer(formula: str, data, family="binomial", nAGQ: int = 1, weights=None, offset=None,
-          na_action: str = "omit", ordering: str = "auto", memory_limit=None) -> GeneralizedLinearMixedModel:
+          na_action: str = "omit", ordering: str = "auto", memory_limit=None,
+          sparse_X="auto") -> GeneralizedLinearMixedModel:
     """Build (not fit) a generalized linear mixed model from an lme4 formula; ``.fit()`` it.
 
     Parameters
@@ -44,9 +46,22 @@ def glmer(formula: str, data, family="binomial", nAGQ: int = 1, weights=None, of
     weights : prior weights (binomial: the numbers of trials), a column name or an array.
     offset : an offset on the linear-predictor scale (column name or array), added to any
         ``offset()`` terms of the formula.
+    sparse_X : ``"auto"`` (default), True or False, as for :func:`sparsemixed.lmer` (the
+        "auto" rule: :mod:`sparsemixed.sparse_x`; for nAGQ >= 1 also only when the dense X
+        would take more than 1 GiB, since the dense path's gradient search is much faster
+        while it fits): keep X sparse (CSR) and put the fixed
+        effects into the sparse factor of the augmented system, for fixed-effect factors with
+        hundreds or thousands of levels (glmm/weighted_sparse.py).  In-memory data only
+        (True is refused for a Dask DataFrame).  A sparse-X fit has no analytic gradient:
+        it takes glmer's derivative-free two stages (BOBYQA over theta, then over theta and
+        beta for nAGQ >= 1, whose cost grows quickly with p: prefer nAGQ=0 for thousands of
+        fixed effects), and ``vcov()`` defaults to (R_X'R_X)^-1 at the mode
+        (``use_hessian=True``: the finite-difference Hessian, O((ntheta + p)^2) deviance
+        evaluations).
     """
     return GeneralizedLinearMixedModel(formula, data, family=family, weights=weights, offset=offset, nAGQ=nAGQ,
-                                       na_action=na_action, ordering=ordering, memory_limit=memory_limit)
+                                       na_action=na_action, ordering=ordering, memory_limit=memory_limit,
+                                       sparse_X=sparse_X)
 
 
 __all__ = ["glmer", "GeneralizedLinearMixedModel"]

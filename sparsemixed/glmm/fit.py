@@ -254,6 +254,8 @@ def fit(model, nAGQ: int, verbose: bool = False, control=None):
 
 
 def _fit(model, nAGQ, control, tick, GlmerResult):
+    from .weighted_sparse import beta_scale as sparse_beta_scale     # sparse X: no R_X (its diagonal from Maug)
+
     if nAGQ == 1 and gradient.supported(model):
         summary, final = _profiled_search(model, control, tick)
         return _result(model, final, summary, nAGQ, GlmerResult)
@@ -272,7 +274,7 @@ def _fit(model, nAGQ, control, tick, GlmerResult):
         lower = np.concatenate([model.lower, np.full(model.p, -np.inf)])
         # first trust region, per coordinate (nlopt's BOBYQA rescales by it): beta by its
         # conditional standard error at the stage-1 mode, theta by nlopt's default
-        step = np.concatenate([np.full(nt, np.nan), _beta_scale(mode0)])
+        step = np.concatenate([np.full(nt, np.nan), (sparse_beta_scale if model.sparse_X else _beta_scale)(mode0)])
         s2 = OptSummary(initial=x0, lower=lower, method="bobyqa", ftol_abs=control.ftol_abs,
                         xtol_abs=control.xtol_abs, maxeval=max(1, int(control.maxeval) - s1.feval),
                         initial_step=step)

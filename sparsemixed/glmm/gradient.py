@@ -44,7 +44,7 @@ CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 
 def supported(model) -> bool:
     """A canonical link (nAGQ <= 1 is the caller's check)."""
-    return (model.family.name, model.family.link.name) in CANONICAL
+    return (model.family.name, model.family.link.name) in CANONICAL and not getattr(model, "sparse_X", False)
 
 
 class Leverages:

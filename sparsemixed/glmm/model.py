@@ -8,14 +8,21 @@
 
 The random-effects structures, the symbolic analysis and the engine are the linear
 model's (built once, model.LinearMixedModel on the working response column); each PIRLS
-iteration changes only the values of the weighted cross-products (glmm/weighted.py).
+iteration changes only the values of the weighted cross-products (glmm/weighted.py; with
+``sparse_X`` -- lmer's rule, sparsemixed/sparse_x.py, and for nAGQ >= 1 only when the dense
+X would pass DENSE_X_BYTES -- X stays CSR, the fixed effects go
+into the sparse factor of Maug, and glmm/weighted_sparse.py gives Z'WX and X'WX on their
+structural patterns).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from scipy.sparse import issparse as sp_issparse
+
 from .. import assemble
 from ..design import build_design
+from ..engine.reweight import values_on_pattern
 from ..errors import ArgumentError, DataError
 from ..io.sources import is_dask
 from ..model import LinearMixedModel
@@ -23,6 +30,12 @@ from .pirls import Mode, pirls
 from .response import OFFSET, WEIGHTS, GLMResponse, in_user_terms, prepare
 from .rows import MemoryRows
 from .weighted import WeightedProducts, structural_gram
+from .weighted_sparse import SparseWeightedProducts, SparseXGLMMEngine, prepare_X, structural_product
+
+
+DENSE_X_BYTES = 2**30     # sparse_X="auto" at nAGQ >= 1 keeps a dense X up to this size: its analytic-
+                          # gradient search (theta, beta profiled) beats the sparse path's BOBYQA over
+                          # (theta, beta) while p is in the hundreds (60 levels: 1.5 s against 6-9 s)
 
 
 class GeneralizedLinearMixedModel:
@@ -36,8 +49,9 @@ class GeneralizedLinearMixedModel:
     """
 
     def __init__(self, formula: str, data, family="binomial", weights=None, offset=None, nAGQ: int = 1,
-                 na_action: str = "omit", ordering: str = "auto", memory_limit=None):
+                 na_action: str = "omit", ordering: str = "auto", memory_limit=None, sparse_X="auto"):
         from ..families import family_from
+        from ..sparse_x import check_mode
 
         fam = family_from(family)
         if fam.name == "gaussian":
@@ -47,8 +61,17 @@ class GeneralizedLinearMixedModel:
         self.formula = formula
         self.nAGQ = _check_nagq(nAGQ)
         self.data = data
+        mode = check_mode(sparse_X)
+        self._engine = None
         if is_dask(data):
             from . import dask as on_dask
+
+            if mode is True:
+                from ..errors import SparseMixedError
+
+                raise SparseMixedError("sparse_X=True is supported for in-memory data only (a DataFrame or a "
+                                       "file read into memory), not for a Dask DataFrame, whose partitions "
+                                       "accumulate a dense X'WX; pass sparse_X=False or a pandas DataFrame")
 
             on_dask.check_nagq(self.nAGQ)
             self.response = self.weighted = self.kept = None
@@ -57,22 +80,40 @@ class GeneralizedLinearMixedModel:
         else:
             if _is_file_source(data):
                 data = self.data = read_source(data, formula, weights, offset)
-            self._build_in_memory(formula, data, weights, offset, na_action, ordering, memory_limit)
+            self._build_in_memory(formula, data, weights, offset, na_action, ordering, memory_limit, mode)
         if self.nAGQ > 1 and not (len(self.terms) == 1 and self.terms[0].k == 1):
             raise ArgumentError(f"nAGQ = {self.nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar "
                                 f"random-effects term such as (1 | g); this model has "
                                 f"{' + '.join(f'({t.expr} | {t.group.name})' for t in self.terms)}. "
                                 "Use nAGQ=1 (Laplace) or nAGQ=0")
 
-    def _build_in_memory(self, formula, data, weights, offset, na_action, ordering, memory_limit) -> None:
+    def _build_in_memory(self, formula, data, weights, offset, na_action, ordering, memory_limit,
+                         sparse_X="auto") -> None:
         prep = prepare(formula, data, self.family, weights, offset)
         self.response_label = prep.response_label
         with in_user_terms(prep.response_label):
             parts = assemble.from_frame(prep.formula, prep.data, offset=OFFSET, na_action=na_action,
-                                        sparse_X=False, residual_variance=False)
-        d = build_design(parts.source, parts.terms, parts.fixed.cols)
+                                        sparse_X=sparse_X, residual_variance=False)
+        p = len(parts.fixed.cols)
+        sparse = bool(parts.source.sparse_X) and p > 0
+        if sparse and sparse_X == "auto" and self.nAGQ >= 1 and 8.0 * len(prep.data) * p <= DENSE_X_BYTES:
+            sparse = False         # Laplace: the dense path's gradient search pays while X fits in memory
+        parts.source.sparse_X = sparse
+        d = build_design(parts.source, parts.terms, parts.fixed.cols)     # X: CSR when sparse, never densified
         # the analysis on Z'Z's structural pattern: an entry that cancels to 0 in Z'Z need not in Z'WZ
-        parts.crossprod.ZtZ = structural_gram(d.Z)
+        cp = parts.crossprod
+        cp.ZtZ = structural_gram(d.Z)
+        if sparse:                     # ... and on those of Z'X and X'X, for Maug's (weighted_sparse.py)
+            import scipy.sparse as sp
+
+            d.X = prepare_X(d.X)       # CSR, sorted, no stored zeros
+            ZX, XX = structural_product(d.Z, d.X, values=False), structural_product(d.X, d.X, values=False)
+            cp.ZtX = sp.csr_matrix((values_on_pattern(cp.ZtX, ZX), ZX.indices, ZX.indptr), shape=ZX.shape)
+            cp.XtX = sp.csr_matrix((values_on_pattern(cp.XtX, XX), XX.indices, XX.indptr), shape=XX.shape)
+        else:
+            d.X = d.X.toarray() if sp_issparse(d.X) else d.X
+            cp.ZtX = cp.ZtX.toarray() if sp_issparse(cp.ZtX) else cp.ZtX
+            cp.XtX = cp.XtX.toarray() if sp_issparse(cp.XtX) else cp.XtX
         self.lmm = LinearMixedModel.from_model_parts(parts, REML=False, ordering=ordering,
                                                      memory_limit=memory_limit)
         kept = d.kept if d.kept is not None else np.ones(len(prep.data), dtype=bool)
@@ -81,12 +122,17 @@ class GeneralizedLinearMixedModel:
         self.response = GLMResponse(np.asarray(d.y, dtype=float), w, off, self.family, prep.trials_weights)
         self.response.check(prep.response_label)
         self.kept = d.kept
-        self.weighted = WeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ)
+        if sparse:
+            self.weighted = SparseWeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ, cp.ZtX, cp.XtX)
+            self._engine = SparseXGLMMEngine(self.lmm.engine, cp.ZtX, cp.XtX)
+        else:
+            self.weighted = WeightedProducts(d.Z, d.X, self.lmm.crossprod.ZtZ)
         self.rows = MemoryRows(self.weighted, self.response)
 
     # -- where things are ---------------------------------------------------------------
     terms = property(lambda self: self.lmm.terms)
-    engine = property(lambda self: self.lmm.engine)
+    engine = property(lambda self: self._engine if getattr(self, "_engine", None) is not None else self.lmm.engine)
+    sparse_X = property(lambda self: bool(getattr(self.lmm, "sparse_X", False)))
     relcov = property(lambda self: self.lmm.relcov)
     theta0 = property(lambda self: self.lmm.theta0)
     lower = property(lambda self: self.lmm.lower)
@@ -149,6 +195,10 @@ class GeneralizedLinearMixedModel:
         X = self.X
         if not X.shape[1]:
             return np.zeros(0)
+        if sp_issparse(X):          # the normal equations by CHOLMOD: X is never densified
+            from ..sparse_x import shift
+
+            return shift(X, self.start_eta() - self.response.offset, None)
         beta, *_ = np.linalg.lstsq(X, self.start_eta() - self.response.offset, rcond=None)
         return beta
 

@@ -70,6 +70,10 @@ class GlmerProfiler(Profiler):
     def __init__(self, result, alphamax: float = 0.01, delta: float | None = None,
                  delta_cutoff: float = 1 / 8, maxmult: float = 10.0):
         model = result.model
+        if getattr(model, "sparse_X", False):
+            raise SparseMixedError("the likelihood profile of a glmer fit needs the dense-X path (it uses the "
+                                   "analytic gradient of the Laplace deviance, which needs R_X); refit with "
+                                   "glmer(..., sparse_X=False), or use confint(method='Wald') or 'boot'")
         if result.nAGQ != 1 or not gradient.supported(model):
             raise SparseMixedError("the likelihood profile of a glmer fit needs nAGQ = 1 and a canonical link "
                                    "(binomial-logit, Poisson-log): it uses the analytic gradient of the Laplace "

@@ -4,7 +4,8 @@
     deviance() = sum of squared deviance residuals                 (glmer's deviance())
     vcov      = 2 H^-1, beta block, H the finite-difference Hessian of the deviance in
                 (theta, beta) (glmer's default for nAGQ >= 1);  use_hessian=False (and nAGQ = 0):
-                (R_X'R_X)^-1 from the joint solve at the mode's weights (dispersion 1)
+                (R_X'R_X)^-1 from the joint solve at the mode's weights (dispersion 1; the default
+                for a sparse X, read off Maug^-1: linalg/augmented.py)
     ranef     = b-hat = Lambda u-hat;  condsd = sqrt(diag(Lambda M^-1 Lambda')) at the mode
     predict, simulate/bootstrap/confint, anova, to_dict/to_frame: glmm/predict.py, glmm/simulate.py,
     glmm/compare.py, glmm/export.py (thin methods here)
@@ -102,7 +103,8 @@ class GlmerResult(RandomEffectsMixin):
         """Covariance of the fixed effects: glmer's default (Hessian for nAGQ >= 1, R_X for
         nAGQ = 0), or the one chosen by ``use_hessian``."""
         names = self.model.fixef_names
-        use = self.nAGQ >= 1 if use_hessian is None else bool(use_hessian)
+        sparse = getattr(self.model, "sparse_X", False)     # sparse X: (R_X'R_X)^-1 unless asked (cost O(p^2) fits)
+        use = self.nAGQ >= 1 and not sparse if use_hessian is None else bool(use_hessian)
         if use:
             H = self.hessian()
             nt = self.theta.size
@@ -112,20 +114,33 @@ class GlmerResult(RandomEffectsMixin):
 
                 raise NumericalError("the Hessian of the deviance is not positive definite at the fit; use "
                                      "vcov(use_hessian=False) for the conditional (R_X) covariance")
+        elif sparse:                    # the X block of Maug^-1 (linalg/augmented.py)
+            eng, st = self._joint_state(engine=True)
+            V = eng.aug.xinv(st.factor) if names else np.zeros((0, 0))
         else:
             RX = self._joint_state().RX
             Rinv = sla.solve_triangular(RX, np.eye(len(names)), lower=False)
             V = Rinv @ Rinv.T
         return pd.DataFrame(V, index=names, columns=names)
 
-    def _joint_state(self):
-        """The PLS state of the joint (u, beta) system at the mode's working weights."""
+    def _joint_state(self, engine: bool = False):
+        """The PLS state of the joint (u, beta) system at the mode's working weights
+        (``engine``: (the reweighted engine, the state))."""
         rows = self.model.rows
         cp, _ = rows.products(rows.evaluate(self.beta, self.b), joint=True)
-        return self.model.engine.reweighted(cp).solve(self.theta, reml=False)
+        eng = self.model.engine.reweighted(cp)
+        st = eng.solve(self.theta, reml=False)
+        return (eng, st) if engine else st
 
     @property
     def fixef_se(self) -> pd.Series:
+        names = self.model.fixef_names
+        if getattr(self.model, "sparse_X", False) and names:
+            # sparse X, (R_X'R_X)^-1 (vcov's default there): its diagonal from a selected inverse
+            if "_xinv_diag" not in self.__dict__:
+                eng, st = self._joint_state(engine=True)
+                self._xinv_diag = eng.aug.xinv_diag(st.factor)
+            return pd.Series(np.sqrt(self._xinv_diag), index=names, name="Std. Error")
         return pd.Series(np.sqrt(np.diag(self.vcov().to_numpy())), index=self.model.fixef_names,
                          name="Std. Error")
 
@@ -154,7 +169,7 @@ class GlmerResult(RandomEffectsMixin):
         """Conditional SDs of b: sqrt(diag(Lambda M^-1 Lambda')) at the mode's weights
         (lme4's ranef(condVar = TRUE) with dispersion 1)."""
         st = self.mode.state
-        f = st.factor
+        f = st.mfactor if getattr(st, "mfactor", None) is not None else st.factor     # M's (sparse X: not Maug's)
         relcov = self.model.relcov
         Lam = relcov.Lambda(self.theta)
         q = relcov.q
@@ -223,18 +238,20 @@ class GlmerResult(RandomEffectsMixin):
 
     # -- prediction, simulation, inference (glmm/predict.py, simulate.py, compare.py) ----
     def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False,
-                se_fit: bool = False, interval: str = "none", level: float = 0.95):
+                se_fit: bool = False, interval: str = "none", level: float = 0.95, se_type: str = "conditional"):
         """lme4's ``predict``: a Series on the link (``type="link"``) or response scale
         (``"response"``), indexed as ``newdata`` (None: the fit's rows); ``re_form`` None (all
         random effects), ``"~0"``/``"NA"`` (none) or a formula such as ``"~(1|g)"``; levels not
         seen in the fit need ``allow_new_levels=True`` (their random effects are 0).  The
         formula's ``offset()`` terms are evaluated on newdata.  ``se_fit=True`` and/or
-        ``interval="confidence"`` return a DataFrame (``fit``, ``lwr``, ``upr``, ``se_fit``:
-        the uncertainty of the fixed effects; see glmm/predict.py)."""
+        ``interval="confidence"`` return a DataFrame (``fit``, ``lwr``, ``upr``, ``se_fit``):
+        ``se_type="conditional"`` (default) the uncertainty of beta-hat and b-hat jointly with
+        theta known (glmmTMB's se.fit less theta's part), ``"fixed"`` that of beta-hat only
+        (vcov()); see glmm/predict.py."""
         from .predict import predict
 
         return predict(self, newdata, type=type, re_form=re_form, allow_new_levels=allow_new_levels,
-                       se_fit=se_fit, interval=interval, level=level)
+                       se_fit=se_fit, interval=interval, level=level, se_type=se_type)
 
     def simulate(self, nsim: int = 1, seed=None, use_u: bool = False) -> pd.DataFrame:
         """lme4's ``simulate``: ``nsim`` responses (columns ``sim_1`` ...; proportions for a

@@ -498,8 +498,8 @@ def refit_glmer(res, formula=None, data=None, **kw):
 
     m = res.model
     new_formula = m.formula if formula is None else update_formula(m.formula, formula, model=True)
-    build = {"family": m.family, "nAGQ": res.nAGQ}
-    for key in ("family", "nAGQ", "weights", "offset", "na_action", "ordering", "memory_limit"):
+    build = {"family": m.family, "nAGQ": res.nAGQ, "sparse_X": getattr(m, "sparse_X", False)}
+    for key in ("family", "nAGQ", "weights", "offset", "na_action", "ordering", "memory_limit", "sparse_X"):
         if key in kw:
             build[key] = kw.pop(key)
     if "weights" not in build or "offset" not in build:
