@@ -176,8 +176,8 @@ def independent_columns(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     XtX = np.asarray(XtX, dtype=float)
     d = np.diag(XtX)
     idx = np.flatnonzero(d > 0)
-    if idx.size == 0:
-        return idx.astype(np.int64)
+    if idx.size == 0 or (idx.size == 1 and 1e-150 < d[idx[0]] < 1e150):
+        return idx.astype(np.int64)      # one column (an intercept-only model): kept, as the rule keeps it
     s = 1.0 / np.sqrt(d[idx])
     A = XtX[np.ix_(idx, idx)] * s[:, None] * s[None, :]
     return idx[_greedy_dense(A, tol)].astype(np.int64)

@@ -25,6 +25,7 @@ silently); between terms, ``(a + b)^2`` stays formulaic's interaction power, as 
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -228,9 +229,15 @@ def r_power(text: str) -> str:
 
 
 def parse_formula(formula: str) -> ParsedFormula:
-    """Parse an lme4 formula string; see the module docstring for the syntax."""
+    """Parse an lme4 formula string; see the module docstring for the syntax.  (Parsed
+    once per distinct text: a ParsedFormula is immutable; errors are raised each time.)"""
     if not isinstance(formula, str):
         raise FormulaError(f"the formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    return _parse_formula(formula)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_formula(formula: str) -> ParsedFormula:
     text = r_power(formula.strip())
     _check_parens(text, formula)
     sides = _split_top(text, "~")

@@ -22,6 +22,10 @@ with a few missing-value codes ("n/a") or decimals among them, are refused namin
 values; other text is a factor ("K", "1", "2", "3" as R's character column).  Datetime
 and complex covariates are refused.  A weights/offset Series is aligned with the data by
 label.
+
+The common shapes (products of data columns: numeric columns and factors, ``(1|g)``,
+``(x|g)``, ``(x||g)``, ``(1|a/b)`` ...) are built without formulaic by fast.py, with the
+same result; everything else takes the formulaic route below (fast.py's docstring).
 """
 from __future__ import annotations
 
@@ -305,16 +309,23 @@ class EncodingSpec:
     ``term_slices``, ``transform_state`` ...).
     """
 
-    _OWN = ("spec", "numeric_columns", "what", "names", "required", "offsets", "_rhs")
+    _OWN = ("spec", "numeric_columns", "what", "names", "required", "offsets", "_rhs", "_lazy")
 
     def __init__(self, spec, numeric_columns, what: str, names: Names | None = None, required=None,
                  offsets=(), rhs=None):
-        self.spec, self.numeric_columns, self.what = spec, tuple(numeric_columns), what
+        if hasattr(spec, "resolve"):          # fast.LazySpec: the formulaic spec, built on first use
+            self._lazy = spec
+        else:
+            self.spec = spec
+        self.numeric_columns, self.what = tuple(numeric_columns), what
         self.names = names if names is not None else Names()
         self.required = None if required is None else frozenset(required)
         self.offsets, self._rhs = tuple(offsets), rhs
 
     def __getattr__(self, name):
+        if name == "spec" and "_lazy" in self.__dict__:
+            spec = self.__dict__["spec"] = self.__dict__.pop("_lazy").resolve()
+            return spec
         if name in EncodingSpec._OWN or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.spec, name)
@@ -541,6 +552,11 @@ def build_model_frame(parsed: ParsedFormula, data, weights=None, offset=None,
         raise DataError(f"na_action must be 'omit', 'exclude' (R's na.exclude: rows with missing values "
                         f"dropped from the fit, NaN in fitted() and residuals()) or 'fail', got {na_action!r}")
     frame = _as_frame(data)
+    from . import fast
+
+    fr = fast.try_build(parsed, frame, weights, offset, na_action, sparse_X)    # common shapes, no formulaic
+    if fr is not None:
+        return fr
     formula = parsed.text
     names = Names.build([parsed.fixed_formula] + [b.expr for b in parsed.bars] + list(parsed.offsets),
                         frame.columns, also=[f for b in parsed.bars for f in b.factors])
