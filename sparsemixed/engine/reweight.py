@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +17,7 @@ def values_on_pattern(new: sp.csr_matrix, old: sp.csr_matrix) -> np.ndarray:
     """The values of ``new`` at the stored entries of ``old`` (CSR order; zeros where
     ``new`` has none); an entry of ``new`` outside ``old``'s pattern is an error."""
     if (isinstance(new, sp.csr_matrix) and isinstance(old, sp.csr_matrix)
-            and new.indices is old.indices and new.indptr is old.indptr):
+            and _same_array(new.indices, old.indices) and _same_array(new.indptr, old.indptr)):
         return np.asarray(new.data, dtype=float).view()          # built on old's own index arrays
     old = old.tocsr()
     new = sp.csr_matrix(new)
@@ -37,6 +37,13 @@ def values_on_pattern(new: sp.csr_matrix, old: sp.csr_matrix) -> np.ndarray:
     return out
 
 
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` are the same memory (scipy's constructor wraps the index arrays it is
+    given in new views, so ``is`` does not tell)."""
+    return (a is b) or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+                        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
 def same_design(old, new) -> bool:
     """The new cross-products share Z'WZ, Z'WX and X'WX with the old (a new response only)."""
     return new.ZtZ is old.ZtZ and new.ZtX is old.ZtX and new.XtX is old.XtX
@@ -48,4 +55,6 @@ def reweighted_relcov(relcov, A_old, A_new):
         return relcov
     vals = values_on_pattern(A_new, A_old)
     vals.flags.writeable = False
-    return dataclasses.replace(relcov, A_data=vals)
+    new = copy.copy(relcov)             # (dataclasses.replace re-runs __init__: a PIRLS iteration's worth on small models)
+    new.A_data = vals
+    return new
