@@ -70,7 +70,8 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 from ..errors import ArgumentError, DataError, SparseMixedWarning
-from ..inference.predict import _fixed_design, _random_design, _select_terms, newdata_columns, term_mask
+from ..inference.predict import (_fixed_design, _random_design, _select_terms, distinct_rows, newdata_columns,
+                                 term_mask)
 from ..linalg.augmented import AugState
 from ..linalg.pls import trsolve
 from .response import _call_spans, _evaluate, _numeric
@@ -174,7 +175,7 @@ def conditional_variance(res, X, Z) -> np.ndarray:
     factor = st.factor
     if not augmented:
         RZX, RX = np.asarray(st.RZX), np.asarray(st.RX)
-    first, inv = _distinct_rows(sp.hstack([Z, Xs], format="csr"))
+    first, inv = distinct_rows(sp.hstack([Z, Xs], format="csr"))
     A = (res.model.Lambda(res.theta).T @ Z[first].T).tocsc()       # Lambda' z of each distinct row
     Xd = Xs[first]
     out = np.empty(first.size)
@@ -191,23 +192,6 @@ def conditional_variance(res, X, Z) -> np.ndarray:
             v = v + (C2 ** 2).sum(axis=0)
         out[s: s + BATCH] = v
     return out[inv]
-
-
-def _distinct_rows(K) -> tuple[np.ndarray, np.ndarray]:
-    """(the first of each distinct row of the sparse ``K``, the map of every row to its distinct one)."""
-    K = sp.csr_matrix(K)
-    m = K.shape[0]
-    K.sum_duplicates()
-    K.sort_indices()
-    nnz = np.diff(K.indptr)
-    width = max(int(nnz.max()), 1) if m else 1
-    keys = np.full((m, 2 * width), -1.0)
-    rowid = np.repeat(np.arange(m), nnz)
-    pos = np.arange(K.nnz) - np.repeat(K.indptr[:-1], nnz)
-    keys[rowid, pos] = K.indices
-    keys[rowid, width + pos] = K.data
-    _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first, np.asarray(inv).reshape(-1)
 
 
 def _linear_predictor(res, newdata, re_form, allow_new_levels, design: bool = False):

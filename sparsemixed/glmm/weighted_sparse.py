@@ -51,39 +51,32 @@ def structural_product(L: sp.csr_matrix, R: sp.csr_matrix, values: bool = True) 
     return sp.csr_matrix((data, S.indices.copy(), S.indptr.copy()), shape=S.shape)
 
 
+@njit(inline="always")
+def _pair_block(ptr1, ind1, ptr2, ind2, i, P, I, out, k):
+    """Row i's pairs (an entry of the first matrix, one of the second): their positions in
+    the CSR data (P, I) of the product's pattern, from out[k] on; the next k, or -1 when a
+    pair is outside the pattern."""
+    for ja in range(ptr1[i], ptr1[i + 1]):
+        ca = ind1[ja]
+        for jb in range(ptr2[i], ptr2[i + 1]):
+            a = find_sorted(I, P[ca], P[ca + 1], ind2[jb])
+            if a < 0:
+                return -1
+            out[k] = a
+            k += 1
+    return k
+
+
 @njit(cache=True)
 def _positions(z_ptr, z_ind, x_ptr, x_ind, A_ptr, A_ind, ZX_ptr, ZX_ind, XX_ptr, XX_ind,
                zz_ptr, zx_ptr, xx_ptr, zz_pos, zx_pos, xx_pos):
     """For each row and each pair of its stored entries (z z, z x, x x): the position of the
     pair's (column, column) in the CSR data of A = Z'Z, Z'X, X'X; False when one is missing."""
     for i in range(z_ptr.size - 1):
-        k = zz_ptr[i]
-        for ja in range(z_ptr[i], z_ptr[i + 1]):
-            ca = z_ind[ja]
-            for jb in range(z_ptr[i], z_ptr[i + 1]):
-                a = find_sorted(A_ind, A_ptr[ca], A_ptr[ca + 1], z_ind[jb])
-                if a < 0:
-                    return False
-                zz_pos[k] = a
-                k += 1
-        k = zx_ptr[i]
-        for ja in range(z_ptr[i], z_ptr[i + 1]):
-            ca = z_ind[ja]
-            for jb in range(x_ptr[i], x_ptr[i + 1]):
-                a = find_sorted(ZX_ind, ZX_ptr[ca], ZX_ptr[ca + 1], x_ind[jb])
-                if a < 0:
-                    return False
-                zx_pos[k] = a
-                k += 1
-        k = xx_ptr[i]
-        for ja in range(x_ptr[i], x_ptr[i + 1]):
-            ca = x_ind[ja]
-            for jb in range(x_ptr[i], x_ptr[i + 1]):
-                a = find_sorted(XX_ind, XX_ptr[ca], XX_ptr[ca + 1], x_ind[jb])
-                if a < 0:
-                    return False
-                xx_pos[k] = a
-                k += 1
+        if (_pair_block(z_ptr, z_ind, z_ptr, z_ind, i, A_ptr, A_ind, zz_pos, zz_ptr[i]) < 0
+                or _pair_block(z_ptr, z_ind, x_ptr, x_ind, i, ZX_ptr, ZX_ind, zx_pos, zx_ptr[i]) < 0
+                or _pair_block(x_ptr, x_ind, x_ptr, x_ind, i, XX_ptr, XX_ind, xx_pos, xx_ptr[i]) < 0):
+            return False
     return True
 
 

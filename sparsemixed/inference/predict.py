@@ -198,23 +198,31 @@ def relative_condvar_rows(model, theta, Z) -> np.ndarray:
     m = Z.shape[0]
     if m == 0 or Z.nnz == 0:
         return np.zeros(m)
-    Z.sum_duplicates()
-    Z.sort_indices()
-    nnz = np.diff(Z.indptr)
-    width = int(nnz.max())
-    keys = np.full((m, 2 * width), -1.0)
-    rowid = np.repeat(np.arange(m), nnz)
-    pos = np.arange(Z.nnz) - np.repeat(Z.indptr[:-1], nnz)
-    keys[rowid, pos] = Z.indices
-    keys[rowid, width + pos] = Z.data
-    _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    first, inv = distinct_rows(Z)
     factor = model.pls(theta).factor                   # L at theta (held while used)
     A = (model.Lambda(theta).T @ Z[first].T).tocsc()
     out = np.empty(first.size)
     for s in range(0, first.size, BATCH):
         Y = np.asarray(factor.solve_L(A[:, s: s + BATCH].toarray())).reshape(A.shape[0], -1)
         out[s: s + BATCH] = (Y ** 2).sum(axis=0)
-    return out[np.asarray(inv).reshape(-1)]
+    return out[inv]
+
+
+def distinct_rows(K) -> tuple[np.ndarray, np.ndarray]:
+    """(the first of each distinct row of the sparse ``K``, the map of every row to its distinct one)."""
+    K = sp.csr_matrix(K)
+    m = K.shape[0]
+    K.sum_duplicates()
+    K.sort_indices()
+    nnz = np.diff(K.indptr)
+    width = max(int(nnz.max()), 1) if m else 1
+    keys = np.full((m, 2 * width), -1.0)
+    rowid = np.repeat(np.arange(m), nnz)
+    pos = np.arange(K.nnz) - np.repeat(K.indptr[:-1], nnz)
+    keys[rowid, pos] = K.indices
+    keys[rowid, width + pos] = K.data
+    _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first, np.asarray(inv).reshape(-1)
 
 
 class PredictMixin(SimulateMixin):
