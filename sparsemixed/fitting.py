@@ -11,6 +11,7 @@ checks live in diagnostics.py.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from .errors import SparseMixedError
 from .optimize import (BOUNDARY, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
                        BoundaryRules, OptSummary, escape_saddle, merge_restart, minimize)
 from .progress import progress
-from .start import moment_step, theta_scale
+from .start import EM_SCALE_MIN, em_start, moment_step, theta_scale
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class FitControl:
         steps off a saddle point along the direction of negative curvature.
     max_gradient_restarts
         restarts from the stop when the scaled gradient is above ``scaled_grad_tol``.
+    em_start
+        the default L-BFGS-B fit of a model with a vector-valued term on a sparse factor
+        takes up to start.EM_STEPS EM steps from lme4's start first (start.em_start).
     second_start
         a fit started elsewhere than lme4's start (the moment start, or lme4's start in
         scaled units, of the default fit) that ends singular, some theta_k on its bound, is
@@ -83,6 +87,7 @@ class FitControl:
     max_saddle_restarts: int = MAX_SADDLE_RESTARTS
     saddle_steps: tuple = SADDLE_STEPS
     max_gradient_restarts: int = MAX_GRADIENT_RESTARTS
+    em_start: bool = True
     second_start: bool = True
     face_probe: bool | None = None
     face_probe_levels: int = 100
@@ -173,18 +178,27 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         res = recentre.fit_recentred(model, p, reml, start, optimizer, verbose, control, _fit)
         if res is not None:
             return res
-    scale = None
+    scale, em = None, False
     if optimizer == "auto":
         optimizer = choose_optimizer(model)
         if start is None and optimizer == "bobyqa" and model.moment_start()[1].all():
             start = "moments"
         elif optimizer == "lbfgsb":
             scale = theta_scale(model.terms, model.crossprod)
+            em = start is None and _em_pays(model, control)
             start = "scaled" if start is None else start
     x0, step = _start(model, start, optimizer, scale)
+    em_f, em_seconds = [], 0.0
+    if em:                 # vector-valued terms on a sparse factor: EM steps first (start.em_start)
+        t0 = time.perf_counter()
+        x0, em_f, em_step = em_start(model.engine, model.relcov, model.terms, x0, reml)
+        em_seconds = time.perf_counter() - t0
+        # the search's first (unit) step as long as the last EM step, in theta / d
+        scale = scale * float(np.clip(np.linalg.norm(em_step / scale), EM_SCALE_MIN, 1.0))
     summary = OptSummary(initial=np.array(x0, float), lower=model.lower, method=optimizer,
                          ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=int(control.maxeval),
                          initial_step=step, scale=scale)
+    summary.feval, summary.em_start = len(em_f), em_f
     bar = progress(desc=f"fit ({optimizer})", unit=" evals", enabled=verbose)
     engine = model.engine               # the optimizer's thetas are valid float vectors: no checks per call
 
@@ -217,6 +231,7 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
 
     try:
         run(summary)
+        summary.seconds += em_seconds
         polish()
         x1 = _face_point(model, summary, fun, control)
         if x1 is not None:
@@ -265,6 +280,16 @@ def settle_abnormal(summary, control: FitControl) -> None:
     warnings.warn(f"the optimizer ({summary.method}) stopped with {summary.returnvalue} after {summary.feval} "
                   "evaluations; the estimates may not be at the optimum. Raise maxeval or try another "
                   "optimizer (fit(optimizer=...)).", ConvergenceWarning, stacklevel=4)
+
+
+def _em_pays(model, control: FitControl) -> bool:
+    """EM steps before L-BFGS-B (start.em_start): for a vector-valued term on a sparse
+    factor (the small engine's evaluations cost too little to need them), unless
+    ``control.em_start`` is False."""
+    from .engine.small import SmallEngine
+
+    return (control.em_start and not isinstance(model.engine, SmallEngine)
+            and not model.engine.sparse_X and any(t.k > 1 for t in model.terms))
 
 
 def _on_bound(model, theta) -> bool:

@@ -51,6 +51,7 @@ class OptSummary:
     converged: bool = False
     saddle_restarts: int = 0                 # restarts after stepping off a saddle point (model.fit)
     gradient_restarts: int = 0               # restarts from a stop with a large scaled gradient (model.fit)
+    em_start: list = field(default_factory=list)   # the criterion at each EM step before the search (start.em_start)
     trace: list = field(default_factory=list, repr=False)
     diagnostics: dict = field(default_factory=dict, repr=False)
 
