@@ -6,7 +6,7 @@ first fit after installing spends most of its time compiling (InstEval, import a
 as the user who installed (root for a system install): it runs small fits that call every
 kernel with the argument types real fits use (lmer with scalar and vector terms, the
 blocked factor, CHOLMOD and sparse X, the parallel kernels and their serial twins, glmer
-binomial and Poisson, the results' conditional variances), and writes the machine code next to the
+binomial and Poisson (dense and sparse X), the results' conditional variances), and writes the machine code next to the
 sources, in each package directory's ``__pycache__``.  Every user then loads it from
 there, also from a read-only tree (linalg/jit.py); a kernel the tree lacks is compiled
 on first use as before.  The code is for this machine's CPU: run it where the package
@@ -96,6 +96,8 @@ def workloads():
                                                  family="poisson")),
         ("glmer Poisson, vector term, CHOLMOD", lambda: _glmer("c ~ x + (x | g)", counts, family="poisson",
                                                                ordering="amd")),
+        ("glmer binomial, sparse X, nAGQ = 0", lambda: _glmer("yb ~ x + h + (1 | g)", counts, nAGQ=0,
+                                                              sparse_X=True)),
     ]
 
 
