@@ -133,6 +133,7 @@ def em_start(engine, relcov, terms, theta, reml: bool, max_steps: int = EM_STEPS
             break
         u, _ = engine.random_effects(state)
         Minv = state.factor.selected_inverse(relcov.M_indptr, relcov.M_indices)
+        del state                  # its factor workspace back to the pool before the next solve (one in use)
         new, off, toff = [], 0, 0
         for t, p in zip(terms, pos):
             U = np.asarray(u[off: off + t.q]).reshape(t.nlevels, t.k)
