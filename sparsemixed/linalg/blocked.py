@@ -29,7 +29,8 @@ from . import dense
 from .threads import kernel_threads, one_blas_thread, serial_twin
 
 TILED_Q2 = 512           # from this size on, S is formed by the tiled parallel kernel
-TILE_ROWS = 128          # rows of S per tile: 128 x 2,000 doubles = 2 MiB, one L2
+TILE_ROWS = 128          # S in about q2 / 128 tiles of equal area (_row_tiles): at most
+                         # 128 x 2,000 doubles = 2 MiB, one L2
                          # (both measured: benchmarks/results/thresholds.md)
 LARGE_DENSE_Q2 = 8000     # from here a gradient (S^-1 by dpotri, a pass over all pairs) costs
                           # ~4 criterion evaluations: the default optimizer is then BOBYQA
@@ -38,6 +39,29 @@ MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOL
 PARALLEL_Q2 = 800         # from this size on, S is factored by tiles on Python threads (linalg.dense;
                           # 1M rows, n = 2,000: 75 -> 44 ms; n = 900: 7.0 -> 5.4 ms, n = 700 about even;
                           # InstEval, n = 1,156: one evaluation 16.6 -> 13.7 ms)
+
+
+@njit(inline="always")
+def _chol_level(L11, j, k1, out, o):
+    """L11[j] := its lower Cholesky factor, in place (the upper triangle zeroed); out[o + c] =
+    2 log L11[j, c, c]; False when the block is not positive definite."""
+    for c in range(k1):
+        s = L11[j, c, c]
+        for t in range(c):
+            s -= L11[j, c, t] * L11[j, c, t]
+        if s <= 0.0:
+            return False
+        d = np.sqrt(s)
+        L11[j, c, c] = d
+        out[o + c] = 2.0 * np.log(d)
+        for r in range(c + 1, k1):
+            s = L11[j, r, c]
+            for t in range(c):
+                s -= L11[j, r, t] * L11[j, c, t]
+            L11[j, r, c] = s / d
+        for r in range(c):
+            L11[j, r, c] = 0.0
+    return True
 
 
 @njit(cache=True)
@@ -50,23 +74,12 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
     for e in range(pos11.shape[0]):
         p, j, a, b = pos11[e, 0], pos11[e, 1], pos11[e, 2], pos11[e, 3]
         L11[j, a, b] = Mdata[p]
+    ld = np.zeros(k1)
     for j in range(nlev):
+        if not _chol_level(L11, j, k1, ld, 0):
+            return np.nan
         for c in range(k1):
-            s = L11[j, c, c]
-            for t in range(c):
-                s -= L11[j, c, t] * L11[j, c, t]
-            if s <= 0.0:
-                return np.nan
-            d = np.sqrt(s)
-            L11[j, c, c] = d
-            logdet += 2.0 * np.log(d)
-            for r in range(c + 1, k1):
-                s = L11[j, r, c]
-                for t in range(c):
-                    s -= L11[j, r, t] * L11[j, c, t]
-                L11[j, r, c] = s / d
-            for r in range(c):
-                L11[j, r, c] = 0.0
+            logdet += ld[c]
     # M21 -> W, then W := W L11^-T per level
     W[:] = 0.0
     for e in range(pos21.shape[0]):
@@ -109,6 +122,39 @@ def _factor_blocks(Mdata, q1, k1, pos11, pos21, w_off, lev_ptr, lev_rows, pos22,
 
 
 @njit(cache=True, parallel=True)
+def _factor_levels(Mdata, src11, src21, lev_ptr, k1, L11, W):
+    """_factor_blocks without S, level by level in parallel (disjoint writes): L11_j from
+    M11's entries (``src11[j, a, b]``: position in Mdata, or -1), W_j from M21's
+    (``src21``: position per entry of W, or -1), W_j := W_j L11_j^-T; the log-determinant's
+    terms are summed afterwards in _factor_blocks' order: the same bits as that kernel."""
+    nlev = L11.shape[0]
+    terms = np.zeros(nlev * k1)
+    for j in prange(nlev):
+        for a in range(k1):
+            for b in range(a + 1):
+                p = src11[j, a, b]
+                if p >= 0:
+                    L11[j, a, b] = Mdata[p]
+        if not _chol_level(L11, j, k1, terms, j * k1):
+            terms[j * k1] = np.nan
+            continue
+        for i in range(lev_ptr[j], lev_ptr[j + 1]):
+            o = i * k1
+            for c in range(k1):
+                p = src21[o + c]
+                W[o + c] = 0.0 + Mdata[p] if p >= 0 else 0.0
+            for c in range(k1):
+                s = W[o + c]
+                for t in range(c):
+                    s -= W[o + t] * L11[j, c, t]
+                W[o + c] = s / L11[j, c, c]
+    logdet = 0.0
+    for i in range(nlev * k1):
+        logdet += terms[i]
+    return logdet
+
+
+@njit(cache=True, parallel=True)
 def _factor_scalar(Mdata, pos11, pos21, lev_ptr, L11, W):
     """_factor_blocks for a scalar first term without S (formed apart): L11_j = sqrt(M11_jj),
     w_j = M21_j / L11_j, level by level in parallel (disjoint writes); the log-determinant
@@ -138,15 +184,15 @@ def _rows_within(lev_rows, a, e, lo, hi):
 
 
 @njit(cache=True, parallel=True)
-def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, nthreads):
+def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, tiles, nthreads):
     """S = M22 - sum_j w_j w_j' for a scalar first term, by tiles of S: the row blocks are
     dealt round-robin to the threads (disjoint writes, balanced work), and each thread
     updates one block of rows at a time, which stays in cache."""
-    nblocks = (q2 + block - 1) // block
+    nblocks = tiles.shape[0] - 1
     nlev = lev_ptr.shape[0] - 1
     for t in prange(nthreads):
         for bi in range(t, nblocks, nthreads):
-            lo, hi = bi * block, min(q2, (bi + 1) * block)
+            lo, hi = tiles[bi], tiles[bi + 1]
             for i in range(lo, hi):
                 for c in range(i + 1):
                     S_flat[i * q2 + c] = 0.0
@@ -164,19 +210,19 @@ def _schur_scalar_tiled(Mdata, pos22, W, lev_ptr, lev_rows, S_flat, q2, block, n
 
 
 @njit(cache=True, parallel=True)
-def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
+def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, tiles, nthreads):
     """w_j' U w_j for every level j of a scalar first term (w_j: level j's entries of W, at
     rows lev_rows), with U = S^-1 as dpotri leaves it: the upper triangle in column-major
     order, U[c, r] (c <= r) at r * q2 + c.  The traversal is _schur_scalar_tiled's (rows of
     U by blocks, dealt round-robin to the threads, so a block of U stays in cache); each
     thread sums into its own row of ``partial``, which are then added in thread order, so
     the result does not depend on scheduling."""
-    nblocks = (q2 + block - 1) // block
+    nblocks = tiles.shape[0] - 1
     nlev = lev_ptr.shape[0] - 1
     partial = np.zeros((nthreads, nlev))
     for t in prange(nthreads):
         for bi in range(t, nblocks, nthreads):
-            lo, hi = bi * block, min(q2, (bi + 1) * block)
+            lo, hi = tiles[bi], tiles[bi + 1]
             for j in range(nlev):
                 a = lev_ptr[j]
                 s0, s1 = _rows_within(lev_rows, a, lev_ptr[j + 1], lo, hi)
@@ -201,6 +247,67 @@ def _quadforms_scalar_tiled(Uflat, W, lev_ptr, lev_rows, q2, block, nthreads):
 
 _schur_scalar_tiled_serial = serial_twin(_schur_scalar_tiled)
 _quadforms_scalar_tiled_serial = serial_twin(_quadforms_scalar_tiled)
+
+
+@njit(cache=True, parallel=True)
+def _schur_blocks_tiled(Mdata, pos22s, ptr22, W, WT, lev_ptr, lev_rows, k1, S_flat, q2, tiles, nthreads):
+    """S = M22 - sum_j W_j W_j' for a leading term of any k1 (W_j: level j's nr x k1 block of
+    L21', entry-major in W), by tiles of S's rows (``tiles``: row boundaries, dealt
+    round-robin to the threads; disjoint writes).  First WT, each level's W_j transposed
+    (column c of W_j contiguous at WT[k1 a + c nr:], a = lev_ptr[j]), in parallel over levels.
+    Then per tile: zero its rows, add M22's entries (``pos22s``: pos22 stably sorted by
+    target, ``ptr22``: where each row of S starts in it), and subtract the levels in order,
+    row x of level j as one vectorised pass over its k1 columns into ``tmp`` and one
+    scatter into the row of S.  Every entry of S receives exactly the operations of
+    _factor_blocks' serial loop in the same order: the result is the same bit for bit, for
+    any thread count."""
+    nlev = lev_ptr.shape[0] - 1
+    maxnr = 0
+    for j in range(nlev):
+        maxnr = max(maxnr, lev_ptr[j + 1] - lev_ptr[j])
+    for j in prange(nlev):
+        a = lev_ptr[j]
+        nr = lev_ptr[j + 1] - a
+        for y in range(nr):
+            for c in range(k1):
+                WT[a * k1 + c * nr + y] = W[(a + y) * k1 + c]
+    ntiles = tiles.shape[0] - 1
+    for t in prange(nthreads):
+        tmp = np.empty(maxnr)
+        for bi in range(t, ntiles, nthreads):
+            lo, hi = tiles[bi], tiles[bi + 1]
+            for i in range(lo, hi):
+                for c in range(i + 1):
+                    S_flat[i * q2 + c] = 0.0
+            for e in range(ptr22[lo], ptr22[hi]):
+                S_flat[pos22s[e, 1]] += Mdata[pos22s[e, 0]]
+            for j in range(nlev):
+                a = lev_ptr[j]
+                nr = lev_ptr[j + 1] - a
+                s0, s1 = _rows_within(lev_rows, a, lev_ptr[j + 1], lo, hi)
+                for x in range(s0, s1):
+                    n = x - a + 1
+                    for y in range(n):
+                        tmp[y] = 0.0
+                    for c in range(k1):
+                        wc = W[x * k1 + c]
+                        col = WT[a * k1 + c * nr: a * k1 + c * nr + n]
+                        for y in range(n):
+                            tmp[y] += wc * col[y]
+                    ri = lev_rows[x]
+                    row = S_flat[ri * q2: (ri + 1) * q2]
+                    cols = lev_rows[a: x + 1]
+                    for y in range(n):
+                        row[np.uint64(cols[y])] -= tmp[y]     # unsigned: no wraparound test
+
+
+_schur_blocks_tiled_serial = serial_twin(_schur_blocks_tiled)
+
+
+def _tile_rows(q2: int, ntiles: int) -> np.ndarray:
+    """Row boundaries of ``ntiles`` tiles of the lower triangle of S of about equal area."""
+    cuts = [0] + [int(round(q2 * np.sqrt(t / ntiles))) for t in range(1, ntiles)] + [q2]
+    return np.unique(np.asarray(cuts, dtype=np.int64))
 
 
 @njit(cache=True)
@@ -259,6 +366,8 @@ def _L21_product(W, lev_ptr, lev_rows, k1, B, nout, transpose, nthreads):
 _factor_scalar_serial = serial_twin(_factor_scalar)
 _L21_product_serial = serial_twin(_L21_product)
 L21_BUFFER_BYTES = 64 * 2**20    # L21 @ B in parallel only while the per-thread buffers stay below this
+SELINV_TILE_BYTES = 2**19        # columns of S^-1 per tile of the selected inverse (L2-sized; 1 thread,
+                                 # slopes case: 81 -> 62 ms against level by level)
 
 
 @njit(cache=True)
@@ -322,12 +431,26 @@ class BlockedCholesky:
         sizes = np.diff(self.lev_ptr).astype(np.float64)
         self.pairs = float((sizes * (sizes + 1) / 2).sum())     # level pairs: the kernels' work
         self.schur_method = self._schur_method()
+        if self.schur_method == "blocks":
+            order = np.argsort(self.pos22[:, 1], kind="stable")
+            self._pos22s = np.ascontiguousarray(self.pos22[order])
+            self._ptr22 = np.searchsorted(self._pos22s[:, 1], np.arange(self.q2 + 1, dtype=np.int64) * self.q2)
+            self.WT = np.zeros_like(self.W)
+            src11 = np.full((nlev, k1, k1), -1, dtype=np.int64)
+            src11[self.pos11[:, 1], self.pos11[:, 2], self.pos11[:, 3]] = self.pos11[:, 0]
+            src21 = np.full(self.W.size, -1, dtype=np.int64)
+            src21[self.w_off] = self.pos21
+            one_each = (not self.w_off.size or np.bincount(self.w_off, minlength=self.W.size).max() <= 1) \
+                and bool(np.all(self.pos11[:, 2] >= self.pos11[:, 3]))
+            self._src = (src11, src21) if one_each else None       # for _factor_levels
 
     def clone(self) -> "BlockedCholesky":
         """A workspace on the same structure (index arrays shared, values new)."""
         new = object.__new__(BlockedCholesky)
         new.__dict__.update(self.__dict__)
         new.L11, new.W, new.S = np.zeros_like(self.L11), np.zeros_like(self.W), np.zeros_like(self.S)
+        if "WT" in self.__dict__:
+            new.WT = np.zeros_like(self.WT)
         new._logdet = np.nan
         new.__dict__.pop("R22", None)
         return new
@@ -372,13 +495,25 @@ class BlockedCholesky:
         r22, c22 = row[in22] - q1, col[in22] - q1
         self.pos22 = np.column_stack([pos[in22], r22 * self.q2 + c22]).astype(np.int64)
 
+    def _row_tiles(self) -> np.ndarray:
+        """Row boundaries of the tiles of S (or S^-1) for the tiled kernels: an even number
+        of tiles (at least 8), as many as rows / TILE_ROWS, of about equal area of the lower
+        triangle, so that the round-robin deals the threads equal work (row blocks of
+        TILE_ROWS gave the second thread 55% of InstEval's)."""
+        return _tile_rows(self.q2, max(8, 2 * -(-self.q2 // (2 * TILE_ROWS))))
+
     def _schur_method(self) -> str:
         """"dense" (S = M22 - W'W by one BLAS product on a dense W) when the level blocks
         are dense enough that the product's flops beat the scatter's pair updates (a pair
         update costs about as much as ~100 flops of a BLAS-3 product) and W fits in
-        DENSE_W_BYTES; "tiled" for a large S; else the serial scatter."""
-        if self.k1 != 1 or self.q2 == 0:
+        DENSE_W_BYTES; "tiled" for a large S; else the serial scatter.  A vector-valued
+        leading term (k1 > 1): "blocks", _schur_blocks_tiled at any size (the same bits as
+        the serial scatter, and 3.5x faster on one thread: 2,000 levels x 200 rows, k1 = 3,
+        q2 = 800: 152 -> 42 ms)."""
+        if self.q2 == 0:
             return "serial"
+        if self.k1 != 1:
+            return "blocks"
         nlev = self.lev_ptr.size - 1
         if 8.0 * nlev * self.q2 <= DENSE_W_BYTES and nlev * float(self.q2) ** 2 < 100 * self.pairs:
             return "dense"
@@ -386,11 +521,13 @@ class BlockedCholesky:
 
     def factorize_values(self, Mdata: np.ndarray) -> None:
         method = self.schur_method
-        tiled = method in ("tiled", "dense")
+        tiled = method in ("tiled", "dense", "blocks")
         if tiled and self.scalar:
             nt = kernel_threads(self.W.size)
             ld11 = (_factor_scalar if nt > 1 else _factor_scalar_serial)(
                 Mdata, self.pos11, self.pos21, self.lev_ptr, self.L11, self.W)
+        elif method == "blocks" and self._src is not None and kernel_threads(self.W.size * self.k1) > 1:
+            ld11 = _factor_levels(Mdata, *self._src, self.lev_ptr, self.k1, self.L11, self.W)
         else:
             ld11 = _factor_blocks(Mdata, self.q1, self.k1, self.pos11, self.pos21, self.w_off,
                                   self.lev_ptr, self.lev_rows, self.pos22, self.S.reshape(-1),
@@ -406,11 +543,16 @@ class BlockedCholesky:
             S[...] = -G.T                     # row-major lower triangle of -W'W
             f = self.pos22[:, 1]
             np.add.at(S.reshape(-1), f, Mdata[self.pos22[:, 0]])
+        elif method == "blocks" and np.isfinite(ld11):
+            nt = kernel_threads(self.pairs * self.k1)
+            (_schur_blocks_tiled if nt > 1 else _schur_blocks_tiled_serial)(
+                Mdata, self._pos22s, self._ptr22, self.W, self.WT, self.lev_ptr, self.lev_rows, self.k1,
+                self.S.reshape(-1), self.q2, self._row_tiles(), nt)
         elif method == "tiled" and np.isfinite(ld11):
             nt = kernel_threads(self.pairs)
             (_schur_scalar_tiled if nt > 1 else _schur_scalar_tiled_serial)(
                 Mdata, self.pos22, self.W, self.lev_ptr, self.lev_rows, self.S.reshape(-1), self.q2,
-                TILE_ROWS, nt)
+                self._row_tiles(), nt)
         if not np.isfinite(ld11):
             raise NumericalError("the leading block of M is not positive definite (non-finite theta or data?)")
         ld22 = 0.0
@@ -509,7 +651,7 @@ class BlockedCholesky:
         if self.q2:
             nt = kernel_threads(self.pairs)
             out[: self.q1] += (_quadforms_scalar_tiled if nt > 1 else _quadforms_scalar_tiled_serial)(
-                U.reshape(-1, order="F"), self.W, self.lev_ptr, self.lev_rows, self.q2, TILE_ROWS, nt)
+                U.reshape(-1, order="F"), self.W, self.lev_ptr, self.lev_rows, self.q2, self._row_tiles(), nt)
             out[self.q1:] = np.diag(U)
         out[: self.q1] /= d11 ** 2
         return out
@@ -517,42 +659,83 @@ class BlockedCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
         U = self._schur_inverse()
-        kernel = _selected_inverse if kernel_threads(self.pairs * self.k1) > 1 else _selected_inverse_serial
-        return kernel(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, U,
-                      self.pos11, self.pos21, self.w_off, self.pos22, self.q2, np.zeros(M_indices.size))
+        Uflat = U.reshape(-1, order="F")          # a view (dpotri returns a Fortran array)
+        if self.q2:
+            (_symmetrize_upper if kernel_threads(self.q2 * self.q2 / 2) > 1 else _symmetrize_upper_serial)(
+                Uflat, self.q2)
+        nt = kernel_threads(self.pairs * self.k1)
+        if nt * self.W.size * 8 > L21_BUFFER_BYTES:        # a copy of Y per thread
+            nt = 1
+        kernel = _selected_inverse if nt > 1 else _selected_inverse_serial
+        cols = max(8, SELINV_TILE_BYTES // (8 * max(self.q2, 1)))
+        tiles = np.append(np.arange(0, self.q2, cols, dtype=np.int64), np.int64(self.q2))
+        return kernel(self.L11, self.W, self.lev_ptr, self.lev_rows, self.k1, Uflat, self.pos11, self.pos21,
+                      self.w_off, self.pos22, self.q2, tiles, nt, np.zeros(M_indices.size))
 
 
 @njit(cache=True, parallel=True)
-def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos22, q2, out):
-    """M^-1 on M's lower pattern from the blocked factor and U, the upper triangle of S^-1.
+def _symmetrize_upper(Uflat, q2):
+    """Copy the upper triangle of the column-major q2 x q2 ``Uflat`` into its lower triangle
+    (columns in parallel: disjoint writes)."""
+    for c in prange(q2):
+        for r in range(c + 1, q2):
+            Uflat[c * q2 + r] = Uflat[r * q2 + c]
+
+
+@njit(cache=True, parallel=True)
+def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, Uflat, pos11, pos21, w_off, pos22, q2, tiles, nthreads,
+                      out):
+    """M^-1 on M's lower pattern from the blocked factor and S^-1 (``Uflat``: all of it,
+    symmetric, column-major).
 
         (M^-1)_22 = S^-1
         (M^-1)_21 = -S^-1 L21 L11^-1                      (level by level, rows R_j)
         (M^-1)_11 = L11^-T (I + L21' S^-1 L21) L11^-1     (diagonal blocks only)
-    """
+
+    Y_j = S^-1[R_j, R_j] W_j for every level, by tiles of S^-1's columns (``tiles``:
+    column boundaries, dealt round-robin to the threads, so that a tile stays in cache
+    while every level reads it): column r of level j (r in R_j) has its entries at R_j
+    gathered once, then one vectorised axpy per column of W_j into Y_j (no dependent
+    additions in the inner loop).  Each thread sums into its own copy of Y (level j's
+    column c at k1 a + c nr, a = lev_ptr[j]), the copies added in thread order: the same
+    bits for a given thread count (with one, the columns are summed in order).  The rest
+    is per level (disjoint writes)."""
     nlev = L11.shape[0]
+    maxnr = 0
+    for j in range(nlev):
+        maxnr = max(maxnr, lev_ptr[j + 1] - lev_ptr[j])
+    ntiles = tiles.shape[0] - 1
+    part = np.zeros((nthreads, W.shape[0]))
+    for t in prange(nthreads):
+        g = np.empty(maxnr)
+        Yt = part[t]
+        for bi in range(t, ntiles, nthreads):
+            lo, hi = tiles[bi], tiles[bi + 1]
+            for j in range(nlev):
+                a, e = lev_ptr[j], lev_ptr[j + 1]
+                nr = e - a
+                s0, s1 = _rows_within(lev_rows, a, e, lo, hi)
+                cols = lev_rows[a:e]
+                for x in range(s0, s1):
+                    rm = lev_rows[x]
+                    col = Uflat[rm * q2: (rm + 1) * q2]
+                    for i in range(nr):
+                        g[i] = col[np.uint64(cols[i])]
+                    for c in range(k1):
+                        w = W[x * k1 + c]
+                        Yc = Yt[a * k1 + c * nr: a * k1 + (c + 1) * nr]
+                        for i in range(nr):
+                            Yc[i] += g[i] * w
     Minv11 = np.zeros((nlev, k1, k1))
     Minv21 = np.zeros(W.shape[0])
     for j in prange(nlev):             # levels write disjoint blocks: parallel-safe
         base = lev_ptr[j]
         nr = lev_ptr[j + 1] - base
-        # Y = Sinv[R, R] W_j  (nr x k1)
-        # (Sinv symmetric: visit each pair once; lev_rows ascend within a level, so
-        #  U[rm, ri] with rm <= ri is in the stored upper triangle, read down a column)
-        Y = np.zeros((nr, k1))
-        for i in range(nr):
-            ri = lev_rows[base + i]
-            oi = (base + i) * k1
-            for m in range(i):
-                rm = lev_rows[base + m]
-                s = U[rm, ri]
-                om = (base + m) * k1
-                for c in range(k1):
-                    Y[i, c] += s * W[om + c]
-                    Y[m, c] += s * W[oi + c]
-            s = U[ri, ri]
+        Y = np.zeros((k1, nr))
+        for t in range(nthreads):
             for c in range(k1):
-                Y[i, c] += s * W[oi + c]
+                for i in range(nr):
+                    Y[c, i] += part[t, base * k1 + c * nr + i]
         # Linv = L11_j^-1 (k1 x k1 lower)
         Linv = np.zeros((k1, k1))
         for c in range(k1):
@@ -562,13 +745,13 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
                 for t in range(c, r):
                     s -= L11[j, r, t] * Linv[t, c]
                 Linv[r, c] = s / L11[j, r, r]
-        # Minv21 rows: -Y Linv
+        # Minv21 rows: -Y' Linv
         for i in range(nr):
             o = (base + i) * k1
             for c in range(k1):
                 s = 0.0
                 for t in range(k1):
-                    s -= Y[i, t] * Linv[t, c]
+                    s -= Y[t, i] * Linv[t, c]
                 Minv21[o + c] = s
         # inner = I + W_j' Y ; Minv11_j = Linv' inner Linv
         inner = np.eye(k1)
@@ -576,7 +759,7 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
             o = (base + i) * k1
             for a in range(k1):
                 for b in range(k1):
-                    inner[a, b] += W[o + a] * Y[i, b]
+                    inner[a, b] += W[o + a] * Y[b, i]
         for a in range(k1):
             for b in range(k1):
                 s = 0.0
@@ -591,8 +774,9 @@ def _selected_inverse(L11, W, lev_ptr, lev_rows, k1, U, pos11, pos21, w_off, pos
     for e in range(pos22.shape[0]):
         f = pos22[e, 1]
         a, b = f // q2, f % q2
-        out[pos22[e, 0]] = U[a, b] if a <= b else U[b, a]
+        out[pos22[e, 0]] = Uflat[a * q2 + b] if a >= b else Uflat[b * q2 + a]   # (b, a) / (a, b): upper
     return out
 
 
 _selected_inverse_serial = serial_twin(_selected_inverse)
+_symmetrize_upper_serial = serial_twin(_symmetrize_upper)
