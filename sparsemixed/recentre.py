@@ -226,7 +226,15 @@ def fit_glmm_recentred(model, nAGQ: int, fit_inner, *args):
     from .glmm.rows import MemoryRows
     from .glmm.weighted import WeightedProducts
 
-    if nAGQ > 1 or model.weighted is None:
+    if nAGQ > 1:
+        return None
+    if model.weighted is None:        # a Dask build keeps no rows to centre: say what to do
+        p = plan(model.lmm, GLMM_QUIET_RATIO)
+        if p is not None and p.centres:
+            warnings.warn(f"random-effect column(s) {describe(model.lmm, p)} are far from 0 relative to their "
+                          "spread, and a model built from a Dask DataFrame cannot be fitted with them centred "
+                          "(the fit may stop short of the optimum): centre them in the formula, e.g. "
+                          "I(x - mean)", ScaleWarning, stacklevel=5)
         return None
     lmm = model.lmm
     p = plan(lmm, GLMM_QUIET_RATIO)

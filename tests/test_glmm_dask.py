@@ -76,3 +76,22 @@ def test_refusals(client):
         sm.glmer("y ~ x + (1|g)", ddf, family="binomial", weights=np.ones(len(df)))
     with pytest.raises(DataError, match="every row"):
         sm.glmer("y ~ x + (1|g)", dd.from_pandas(df.assign(y=0), npartitions=3), family="binomial")
+
+
+@pytest.mark.expect_warnings((sm.SingularFitWarning,))      # the data have no slope variance
+def test_slope_far_from_zero_warns_on_dask(client):
+    """A Dask build keeps no rows, so a random slope on a covariate far from 0 cannot be
+    fitted centred (recentre.GLMM_QUIET_RATIO) as in memory: a ScaleWarning says to centre it."""
+    from sparsemixed.errors import ScaleWarning
+
+    df = _frame(seed=4).assign(x=lambda d: d.x + 5.0)          # 5 sd from 0
+    m = sm.glmer("y ~ x + (x | g)", dd.from_pandas(df, npartitions=3), family="binomial", nAGQ=0)
+    with pytest.warns(ScaleWarning, match="Dask DataFrame"):
+        m.fit()
+    centred = sm.glmer("y ~ x + (x | g)", dd.from_pandas(df.assign(x=df.x - 5.0), npartitions=3),
+                       family="binomial", nAGQ=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        centred.fit()
