@@ -85,16 +85,31 @@ def main():
     ap.add_argument("--dense-fit", action="store_true")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--child", default=None)
+    ap.add_argument("--suffix", default="glmm-sparse-x")
     a = ap.parse_args()
     if a.child:
         return child(a.child, a.rows, a.users, a.items, a.firms, a.dense_fit)
+    lines = []
     for path in a.paths:
         cmd = [sys.executable, __file__, "--child", path, "--rows", str(a.rows), "--users", str(a.users),
                "--items", str(a.items), "--firms", str(a.firms)] + (["--dense-fit"] if a.dense_fit else [])
         try:
-            subprocess.run(cmd, timeout=a.timeout, check=False)
+            out = subprocess.run(cmd, timeout=a.timeout, check=False, capture_output=True, text=True).stdout
+            lines += [ln for ln in out.splitlines() if ln.startswith("{")]
         except subprocess.TimeoutExpired:
-            print(json.dumps({"path": path, "timeout_s": a.timeout}))
+            lines.append(json.dumps({"path": path, "timeout_s": a.timeout}))
+        print(lines[-1] if lines else "", flush=True)
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import machine_info, result_path
+
+    path = result_path(a.suffix)
+    command = " ".join(["python benchmarks/glmm_sparse_x.py"] + sys.argv[1:])
+    path.write_text(f"# glmer with a sparse X ({a.suffix})\n\nCommand: `{command}`\n\n{machine_info(with_r=False)}\n\n"
+                    "One JSON line per path (seconds, peak RSS in MB, the fit's -2 log L and evaluations):\n\n```\n"
+                    + "\n".join(lines) + "\n```\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
