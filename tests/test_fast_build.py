@@ -296,3 +296,25 @@ def test_odd_column_names_take_the_fast_route():
     for f in ["y ~ IQ.verb + log + C + (1 | `my grp`)", "y ~ `my col` * Treatment + (IQ.verb || C)",
               "y ~ 0 + (1 | C)", "y ~ Q('my col') + (0 + Treatment | C)", "y ~ C:log + (1 | C/Treatment)"]:
         assert compare(f, df), f
+
+
+def test_the_route_is_on_only_for_formulaic_versions_it_reproduces(monkeypatch):
+    """Another formulaic may encode differently: the direct route is then off and formulaic
+    builds the frame (this test fails when the installed formulaic is not one the route
+    reproduces, which is the signal to check the encoding and extend TESTED_FORMULAIC)."""
+    from sparsemixed.formula import fast
+
+    assert fast.formulaic_reproduced()
+    import formulaic
+
+    fast.formulaic_reproduced.cache_clear()
+    monkeypatch.setattr(formulaic, "__version__", "9.0.0")
+    try:
+        d = sm.datasets.load("sleepstudy")
+        assert not fast.formulaic_reproduced()
+        calls = []
+        monkeypatch.setattr(fast, "_build", lambda *a: calls.append(a))
+        sm.lmer("Reaction ~ Days + (Days | Subject)", d)
+        assert calls == []
+    finally:
+        fast.formulaic_reproduced.cache_clear()

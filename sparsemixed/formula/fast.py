@@ -45,6 +45,17 @@ from ..terms.grouping import GroupingFactor, _level_labels
 from ..terms.random_term import RandomTerm, TermRows
 
 ENABLED = True      # tests switch the fast route off to compare with formulaic's
+TESTED_FORMULAIC = ("1.2.",)   # the formulaic versions whose encoding this route reproduces (tests/test_fast_build.py)
+
+
+@functools.lru_cache(maxsize=1)
+def formulaic_reproduced() -> bool:
+    """The installed formulaic is one whose encoding is reproduced here: another version may
+    name or order columns differently, and the fit's X must be the X its formulaic specs
+    replay in predict() and emmeans, so the route is then off (formulaic builds everything)."""
+    import formulaic
+
+    return str(formulaic.__version__).startswith(TESTED_FORMULAIC)
 STRICT = False      # tests: an unexpected exception in the fast route is raised, not a fallback
 
 _FMT = "{name}[{field}]"
@@ -409,7 +420,7 @@ def _remembered(index: pd.Index, kind=tuple):
 # -- the build ----------------------------------------------------------------------------------
 def try_build(parsed, frame: pd.DataFrame, weights, offset, na_action, sparse_X):
     """The model frame by the direct route, or None (then formulaic's route runs)."""
-    if not ENABLED:
+    if not ENABLED or not formulaic_reproduced():
         return None
     try:
         return _build(parsed, frame, weights, offset, na_action, sparse_X)
