@@ -14,6 +14,7 @@ Data -> terms
     formula                    lme4 formulas: bar terms apart from the fixed part
     formula.bars               (expr | g), (expr || g), g1:g2, g1/g2 -> random-effects terms
     formula.design             data -> y, X (formulaic), per-term model matrices and codes; NA policy
+    formula.fast               the same without formulaic for the common shapes (identical results)
     formula.names              column names read as R reads them (dots, backticks, Q(), function names)
     terms                      random-effects terms, grouping factors, covariance factors
     terms.grouping             a grouping factor: row -> level codes
@@ -34,7 +35,7 @@ Terms -> cross-products -> model
     degenerate                 responses with nothing to fit or out of range, refused from the cross-products
     design                     the cached row-level Design (y, X, Z, offset, weights); StreamedDataError
     relcov                     theta -> Lambda, M = Lambda'Z'WZ Lambda + I (scatter-add)
-    start                      starting theta: lme4's or moment estimates; theta's scale
+    start                      starting theta: lme4's or moment estimates, EM steps; theta's scale
     model                      LinearMixedModel: objective(theta) = engine.criterion(pls(theta))
     sparse_x                   when X is sparse enough for the sparse-X engine
 
