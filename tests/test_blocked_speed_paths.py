@@ -210,3 +210,39 @@ def test_selected_inverse_tiles_threads_and_buffer_limit(name, monkeypatch):
         assert np.array_equal(runs[label], ref), label
     for label in ("parallel", "parallel, 8 columns"):
         np.testing.assert_allclose(runs[label], ref, rtol=1e-12, atol=1e-14 * np.abs(ref).max())
+
+
+def _structure_by_numpy(indptr, indices, q1, k1):
+    """The general structure's arrays by numpy set operations (the definition): entries in
+    column order; each level's rows beyond q1 the sorted union over its k1 columns."""
+    q = indptr.size - 1
+    q2 = q - q1
+    col = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
+    row = np.asarray(indices, dtype=np.int64)
+    pos = np.arange(row.size)
+    in11, in21, in22 = (col < q1) & (row < q1), (col < q1) & (row >= q1), col >= q1
+    lev = col // k1
+    pos11 = np.column_stack([pos[in11], lev[in11], row[in11] % k1, col[in11] % k1])
+    uk, inv = np.unique(lev[in21] * q2 + row[in21] - q1, return_inverse=True)
+    lev_ptr = np.concatenate([[0], np.cumsum(np.bincount(uk // q2, minlength=q1 // k1))])
+    pos22 = np.column_stack([pos[in22], (row[in22] - q1) * q2 + col[in22] - q1])
+    return pos11, pos[in21], inv.reshape(-1) * k1 + col[in21] % k1, uk % q2, lev_ptr, pos22
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 + x | a) + (1 | b)", "y ~ f + (0 + f | a) + (1 | b)",
+                                     "y ~ x + (1 + x | a) + (1 + x | b)"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vector_structure_equals_its_definition(formula, seed):
+    from sparsemixed.linalg.blocked import _vector_structure
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    a = rng.choice(200, n, p=rng.dirichlet(np.full(200, 0.7)))
+    b = rng.choice(30, n, p=rng.dirichlet(np.ones(30)))
+    d = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "f": rng.choice(list("pqr"), n),
+                      "a": a.astype(str), "b": b.astype(str)})
+    m = sm.lmer(formula, d, ordering="blocked")
+    fct, rc = m.factor, m.relcov
+    got = _vector_structure(rc.M_indptr, rc.M_indices, fct.q1, fct.k1)
+    for x, y in zip(got, _structure_by_numpy(rc.M_indptr, rc.M_indices, fct.q1, fct.k1)):
+        np.testing.assert_array_equal(x, y)

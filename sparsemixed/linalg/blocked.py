@@ -371,6 +371,67 @@ SELINV_TILE_BYTES = 2**19        # columns of S^-1 per tile of the selected inve
 
 
 @njit(cache=True)
+def _vector_structure(indptr, indices, q1, k1):
+    """pos11, pos21, w_off, lev_rows, lev_ptr, pos22 of a first term of k1 columns per level
+    (P = I) from M's CSC lower pattern, in one compiled pass: the entries in column order,
+    each level's rows beyond q1 the sorted union over its k1 columns, w_off the entry's
+    place in W (its row's index in that union times k1 plus its column in the level);
+    None when M11 is not block diagonal.  (The same arrays as the general path's numpy
+    unique, which sorted every entry: crossed slopes, 1.2M entries, 0.23 -> 0.03 s.)"""
+    q = indptr.shape[0] - 1
+    q2 = q - q1
+    nlev = q1 // k1
+    n11 = 0
+    for col in range(q1):
+        for p in range(indptr[col], indptr[col + 1]):
+            if indices[p] < q1:
+                n11 += 1
+    n21 = indptr[q1] - n11
+    pos11 = np.empty((n11, 4), dtype=np.int64)
+    pos21 = np.empty(n21, dtype=np.int64)
+    w_off = np.empty(n21, dtype=np.int64)
+    lev_rows = np.empty(n21, dtype=np.int64)
+    lev_ptr = np.zeros(nlev + 1, dtype=np.int64)
+    mark = np.full(max(q2, 1), -1, dtype=np.int64)
+    buf = np.empty(max(q2, 1), dtype=np.int64)
+    a, b, total = 0, 0, 0
+    for lev in range(nlev):
+        m = 0
+        for c in range(k1):
+            col = lev * k1 + c
+            for p in range(indptr[col], indptr[col + 1]):
+                r = indices[p]
+                if r < q1:
+                    if r // k1 != lev:
+                        return None
+                    pos11[a, 0], pos11[a, 1], pos11[a, 2], pos11[a, 3] = p, lev, r % k1, c
+                    a += 1
+                elif mark[r - q1] != lev:
+                    mark[r - q1] = lev
+                    buf[m] = r - q1
+                    m += 1
+        rows = np.sort(buf[:m])
+        lev_rows[total: total + m] = rows
+        for c in range(k1):
+            col = lev * k1 + c
+            for p in range(indptr[col], indptr[col + 1]):
+                r = indices[p]
+                if r >= q1:
+                    pos21[b] = p
+                    w_off[b] = (total + np.searchsorted(rows, r - q1)) * k1 + c
+                    b += 1
+        total += m
+        lev_ptr[lev + 1] = total
+    pos22 = np.empty((indptr[q] - indptr[q1], 2), dtype=np.int64)
+    e = 0
+    for col in range(q1, q):
+        for p in range(indptr[col], indptr[col + 1]):
+            pos22[e, 0], pos22[e, 1] = p, (indices[p] - q1) * q2 + (col - q1)
+            e += 1
+    return pos11, pos21, w_off, lev_rows[:total].copy(), lev_ptr, pos22
+
+
+@njit(cache=True)
 def _scalar_structure(indptr, indices, q1):
     """pos11, pos21, lev_rows, lev_ptr, pos22 of a scalar first term from M's CSC lower
     pattern, or None when a column of term 1 does not hold its diagonal first followed by
@@ -468,6 +529,12 @@ class BlockedCholesky:
 
     def _general_structure(self, indptr, indices) -> None:
         q, q1, k1 = self.q, self.q1, self.k1
+        if self._perm is None and q1 % k1 == 0:
+            out = _vector_structure(np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), q1, k1)
+            if out is None:
+                raise ValueError("leading block of M is not block diagonal")
+            self.pos11, self.pos21, self.w_off, self.lev_rows, self.lev_ptr, self.pos22 = out
+            return
         col = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
         row = indices.astype(np.int64)
         pos = np.arange(row.size, dtype=np.int64)
