@@ -272,6 +272,8 @@ def _binary(seed: int, n_groups: int = 24):
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(k=st.floats(1.5, 5.0), seed=st.integers(0, 2**16), nagq=st.sampled_from([0, 1]))
 @example(k=2.0, seed=1437, nagq=0)
+@example(k=4.0, seed=845, nagq=0)
+@example(k=4.999999999999999, seed=845, nagq=0)
 def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, nagq):
     """Before: at x + 100 PIRLS from lme4's start ended 6.8 above the optimum (with warnings),
     and from x + 1000 on it failed.  The reference is the fit of x centred by the test (the
@@ -282,7 +284,14 @@ def test_glmer_random_slope_far_from_zero_reaches_the_centred_optimum(k, seed, n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScaleWarning)
         r0 = sm.glmer("y ~ x + (x | g)", d.assign(x=d["x"] - m), family="binomial", nAGQ=nagq).fit()
-        rc = sm.glmer("y ~ x + (x | g)", d.assign(x=d["x"] + c), family="binomial", nAGQ=nagq).fit()
+        try:
+            rc = sm.glmer("y ~ x + (x | g)", d.assign(x=d["x"] + c), family="binomial", nAGQ=nagq).fit()
+        except DataError as exc:
+            # the documented outcome where the formula's columns cannot carry the mode: eta's
+            # cancellation (|beta_1 x| ~ 1e5 against sd 3) leaves pdev's rounding above
+            # PIRLS's noise threshold; never closer to 0 than 1e4 sd (seed 845, k = 5 - 1e-15)
+            assert (c + m) / float(d["x"].std()) > 1e4 and "Centre them in the formula" in str(exc)
+            return
     assert rc.objective == pytest.approx(r0.objective, abs=2e-5)
     assert rc.fixef["x"] == pytest.approx(r0.fixef["x"], rel=1e-4, abs=1e-5)
     b0, bc = r0.ranef["g"], rc.ranef["g"]
