@@ -17,7 +17,7 @@ def values_on_pattern(new: sp.csr_matrix, old: sp.csr_matrix) -> np.ndarray:
     """The values of ``new`` at the stored entries of ``old`` (CSR order; zeros where
     ``new`` has none); an entry of ``new`` outside ``old``'s pattern is an error."""
     if (isinstance(new, sp.csr_matrix) and isinstance(old, sp.csr_matrix)
-            and _same_array(new.indices, old.indices) and _same_array(new.indptr, old.indptr)):
+            and same_array(new.indices, old.indices) and same_array(new.indptr, old.indptr)):
         return np.asarray(new.data, dtype=float).view()          # built on old's own index arrays
     old = old.tocsr()
     new = sp.csr_matrix(new)
@@ -37,7 +37,7 @@ def values_on_pattern(new: sp.csr_matrix, old: sp.csr_matrix) -> np.ndarray:
     return out
 
 
-def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+def same_array(a: np.ndarray, b: np.ndarray) -> bool:
     """``a`` and ``b`` are the same memory (scipy's constructor wraps the index arrays it is
     given in new views, so ``is`` does not tell)."""
     return (a is b) or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..crossprod import CrossProducts
-from ..engine.reweight import reweighted_relcov, values_on_pattern
+from ..engine.reweight import reweighted_relcov, same_array, values_on_pattern
 from ..errors import NumericalError
 from ..linalg.jit import njit, prange
 from ..linalg.threads import kernel_threads, serial_twin
@@ -90,13 +90,7 @@ def _pass_rows(lo, hi, z_ptr, z_ind, z_val, x_ptr, x_ind, x_val, zz_ptr, zx_ptr,
         wi = w[i]
         wr = wi * r[i]
         rr += wr * r[i]
-        k = zz_ptr[i]
-        for ja in range(z_ptr[i], z_ptr[i + 1]):
-            f = wi * z_val[ja]
-            Ztr[z_ind[ja]] += z_val[ja] * wr
-            for jb in range(z_ptr[i], z_ptr[i + 1]):
-                A[zz_pos[k]] += f * z_val[jb]
-                k += 1
+        _square_block(z_ptr, z_ind, z_val, i, wi, wr, zz_pos, zz_ptr[i], A, Ztr)
         if with_X:
             k = zx_ptr[i]
             for ja in range(z_ptr[i], z_ptr[i + 1]):
@@ -104,14 +98,20 @@ def _pass_rows(lo, hi, z_ptr, z_ind, z_val, x_ptr, x_ind, x_val, zz_ptr, zx_ptr,
                 for jb in range(x_ptr[i], x_ptr[i + 1]):
                     ZX[zx_pos[k]] += f * x_val[jb]
                     k += 1
-            k = xx_ptr[i]
-            for ja in range(x_ptr[i], x_ptr[i + 1]):
-                f = wi * x_val[ja]
-                Xtr[x_ind[ja]] += x_val[ja] * wr
-                for jb in range(x_ptr[i], x_ptr[i + 1]):
-                    XX[xx_pos[k]] += f * x_val[jb]
-                    k += 1
+            _square_block(x_ptr, x_ind, x_val, i, wi, wr, xx_pos, xx_ptr[i], XX, Xtr)
     rtr[0] = rr
+
+
+@njit(inline="always")
+def _square_block(ptr, ind, val, i, wi, wr, pos, k, out, rhs):
+    """Row i of one matrix (Z or X) into its Gram values ``out`` (pairs from position k of
+    ``pos``) and into ``rhs`` (Z'Wr or X'Wr)."""
+    for ja in range(ptr[i], ptr[i + 1]):
+        f = wi * val[ja]
+        rhs[ind[ja]] += val[ja] * wr
+        for jb in range(ptr[i], ptr[i + 1]):
+            out[pos[k]] += f * val[jb]
+            k += 1
 
 
 @njit(cache=True, parallel=True)
@@ -292,19 +292,13 @@ class SparseXGLMMEngine:
         if crossprod.p == 0:        # u at fixed beta: M alone, on M's analysed factor
             return DenseEngine(crossprod, relcov, None, base.table, base.pool)
         ZtX, XtX = crossprod.ZtX, crossprod.XtX
-        if not (sp.issparse(ZtX) and sp.issparse(XtX) and _same(ZtX.indices, self.ZX.indices)
-                and _same(ZtX.indptr, self.ZX.indptr) and _same(XtX.indices, self.XX.indices)
-                and _same(XtX.indptr, self.XX.indptr)):
+        if not (sp.issparse(ZtX) and sp.issparse(XtX) and same_array(ZtX.indices, self.ZX.indices)
+                and same_array(ZtX.indptr, self.ZX.indptr) and same_array(XtX.indices, self.XX.indices)
+                and same_array(XtX.indptr, self.XX.indptr)):
             return base.reweighted(crossprod)           # other cross-products: the checked path
         aug = dataclasses.replace(base.aug, ZX_data=np.asarray(ZtX.data)[self.zx_perm],
                                   xx_data=np.asarray(XtX.data)[self.xx_perm])
         return SparseXEngine(crossprod, relcov, aug, base.pool, base.augpool, base.table, base.aug_table)
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """The same index array (scipy wraps it in a new view: same buffer, shape and dtype)."""
-    return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
-                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def beta_scale(mode) -> np.ndarray:
