@@ -279,3 +279,32 @@ def test_auto_keeps_a_dense_x_for_laplace_while_it_fits_in_memory():
         assert sm.glmer("y ~ f + (1 | g)", df, nAGQ=1).sparse_X
     finally:
         gm.DENSE_X_BYTES = old
+
+
+def test_simplicial_factor_of_an_indefinite_matrix_is_refused_at_factorization():
+    """CHOLMOD's simplicial factor is LDL' and accepts a pivot <= 0; only the first solve
+    (converting to LL') raised, as a raw CholmodNotPositiveDefiniteError."""
+    from sparsemixed.errors import NumericalError
+    from sparsemixed.linalg.cholesky import SparseCholesky
+
+    M = sp.csc_matrix(np.array([[2.0, 1.0, 0.0], [1.0, 0.4, 0.3], [0.0, 0.3, 1.0]]))
+    f = SparseCholesky(M, "amd", mode="simplicial")
+    with pytest.raises(NumericalError, match="not positive"):
+        f.factorize(M)
+    f.factorize(sp.csc_matrix(np.eye(3) * 2.0))               # a positive definite one still factors
+    np.testing.assert_allclose(f.logdet(), 3 * np.log(2.0))
+
+
+def test_separated_fixed_factor_gets_the_collinearity_error_on_the_sparse_path():
+    """A 300-level fixed factor on 400 binary rows (most levels all 0 or all 1): the weights
+    of those rows go to 0 and Maug becomes singular; the sparse path says so as the dense
+    path does (it leaked CHOLMOD's error from a solve)."""
+    from sparsemixed.errors import NumericalError
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame(dict(y=rng.integers(0, 2, n), x=rng.normal(size=n), f=rng.integers(0, 300, n).astype(str),
+                           g=rng.integers(0, 20, n).astype(str)))
+    for sx in (True, False):
+        with pytest.raises(NumericalError, match="collinear given the random effects"):
+            sm.glmer("y ~ x + f + (1|g)", df, family="binomial", nAGQ=0, sparse_X=sx).fit()

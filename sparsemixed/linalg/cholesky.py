@@ -99,6 +99,12 @@ class SparseCholesky:
                 self._f.cholesky_inplace(M)
         except _FACTOR_ERRORS as exc:  # CholmodNotPositiveDefiniteError and friends
             raise _not_pd(exc) from None
+        if self.mode == "simplicial":
+            # a simplicial factor is LDL': CHOLMOD accepts a D entry <= 0 there (an indefinite
+            # matrix factors), and only the first solve, converting to LL', would raise
+            d = np.asarray(self._f.D())
+            if not np.all(d > 0):
+                raise _not_pd(ValueError(f"a pivot of the LDL' factor is {float(np.nanmin(d)):.3g}, not positive"))
 
     def logdet(self) -> float:
         """log|M| = log|L|^2."""
