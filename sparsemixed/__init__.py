@@ -63,10 +63,11 @@ Objective (the Engine protocol)
     linalg.augmented           the sparse-X system Maug, its solve, criterion and gradient
     objective                  profiled ML deviance / REML criterion
     gradient                   its analytic gradient (selected inverse)
+    information                its average-information Hessian (solves only): the scoring steps
 
 Optimizer
     fitting                    the fit policy: FitControl, choose_optimizer, fit, restarts
-    optimize                   BOBYQA, NEWUOA, Nelder-Mead, L-BFGS-B adapters; OptSummary
+    optimize                   BOBYQA, NEWUOA, Nelder-Mead, L-BFGS-B and scoring adapters; OptSummary
     diagnostics                convergence check, singular fits, predictor scales
     recentre                   slopes on covariates far from 0: fitted centred, mapped back exactly
     numdiff                    finite-difference Hessians from analytic gradients
@@ -129,7 +130,7 @@ from .model import LinearMixedModel
 from .fitting import FitControl
 from .glmm import GeneralizedLinearMixedModel, glmer
 from . import families
-from .optimize import BoundaryRules, OptSummary
+from .optimize import BoundaryRules, OptSummary, ScoringRules
 from .results import LmerResult
 from .results.export import table
 
@@ -137,7 +138,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "lmer", "glmer", "GeneralizedLinearMixedModel", "families", "anova", "emmeans", "contrast", "table", "lrt_variance", "oneway_anova", "LinearMixedModel", "LmerResult", "OptSummary", "FitControl",
-    "BoundaryRules", "datasets",
+    "BoundaryRules", "ScoringRules", "datasets",
     "MixedLM", "MixedLMParams", "MixedLMResults", "mixedlm",
     "SparseMixedError", "ArgumentError", "FormulaError", "DataError", "NumericalError", "MemoryLimitError",
     "SparseMixedWarning", "ConvergenceWarning", "MissingDataWarning", "RankDeficiencyWarning",

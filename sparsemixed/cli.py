@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print a JSON document with every estimate")
     f.add_argument("--output", "-o", help="write to this file instead of stdout")
     f.add_argument("--weights", help="column of prior weights")
-    f.add_argument("--optimizer", default="auto", help="auto, lbfgsb, bobyqa, newuoa, nelder_mead")
+    f.add_argument("--optimizer", default="auto", help="auto, scoring, lbfgsb, bobyqa, newuoa, nelder_mead")
     f.add_argument("--na-action", default="omit", choices=["omit", "fail"])
     f.add_argument("--memory-limit", help='e.g. "12GB": refuse models whose factor would need more')
     f.add_argument("--no-ranef", action="store_true", help="leave the conditional modes out of the JSON")

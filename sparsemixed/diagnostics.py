@@ -187,13 +187,14 @@ def _dubious(model, diag: dict, theta, tol: float) -> bool:
     return bool(scaled.size and np.nanmax(np.abs(scaled)) > tol)
 
 
-def polish_stop(model, summary, reml: bool, fun, fun_grad, control) -> np.ndarray:
+def polish_stop(model, summary, reml: bool, fun, fun_grad, control, fun_grad_hess=None) -> np.ndarray:
     """The honesty check of an explicitly chosen optimizer (``fit(optimizer=...)``).
 
     When the optimizer reported success and is not the default's run (:func:`is_default_run`):
 
     1. the default's optimizer (fitting.choose_optimizer: L-BFGS-B in scaled units with the
-       analytic gradient ``fun_grad`` and optimize.py's boundary checks, or BOBYQA) runs
+       analytic gradient ``fun_grad`` and optimize.py's boundary checks, scoring with
+       ``fun_grad_hess``, or BOBYQA) runs
        from the stop, within what is left of ``maxeval``;
     2. if the better of the two ends is dubious (:func:`_dubious`: singular, or failing
        the convergence check -- which runs there when its budget allows), the default fit
@@ -233,7 +234,8 @@ def polish_stop(model, summary, reml: bool, fun, fun_grad, control) -> np.ndarra
                      ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=budget, scale=scale)
     with warnings.catch_warnings(record=True):        # the polish's own stop is reported below
         warnings.simplefilter("always", ConvergenceWarning)
-        minimize(fun, sub, fun_grad=fun_grad if method == "lbfgsb" else None, rules=control.boundary)
+        minimize(fun, sub, fun_grad=fun_grad if method in ("lbfgsb", "scoring") else None,
+                 fun_grad_hess=fun_grad_hess, rules=control.boundary, scoring_rules=control.scoring)
     summary.feval += sub.feval
     summary.geval += sub.geval
     summary.seconds += sub.seconds

@@ -18,8 +18,8 @@ import numpy as np
 
 from .diagnostics import GAP_TOL, SCALED_GRAD_TOL, polish_stop
 from .errors import SparseMixedError
-from .optimize import (BOUNDARY, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
-                       BoundaryRules, OptSummary, escape_saddle, merge_restart, minimize)
+from .optimize import (BOUNDARY, SCORING, DEFAULT_METHOD, MAX_GRADIENT_RESTARTS, MAX_SADDLE_RESTARTS, SADDLE_STEPS,
+                       BoundaryRules, OptSummary, ScoringRules, escape_saddle, merge_restart, minimize)
 from .progress import progress
 from .start import EM_SCALE_MIN, em_start, moment_step, theta_scale
 
@@ -46,7 +46,7 @@ class FitControl:
     max_gradient_restarts
         restarts from the stop when the scaled gradient is above ``scaled_grad_tol``.
     em_start
-        the default L-BFGS-B fit of a model with a vector-valued term on a sparse factor
+        the default gradient fit (scoring) of a model with a vector-valued term on a sparse factor
         takes up to start.EM_STEPS EM steps from lme4's start first (start.em_start).
     second_start
         a fit started elsewhere than lme4's start (the moment start, or lme4's start in
@@ -67,6 +67,8 @@ class FitControl:
     boundary
         the thresholds of the boundary checks (:class:`~sparsemixed.optimize.BoundaryRules`:
         restarts off a bound, the steps and curvature probes tried there, the snap onto it).
+    scoring
+        the stops of the "scoring" optimizer (:class:`~sparsemixed.optimize.ScoringRules`).
     polish, gap_tol
         an explicitly chosen optimizer (``fit(optimizer=...)``) that reports success is
         followed by the default's optimizer from its stop, and by the default fit when that
@@ -92,33 +94,34 @@ class FitControl:
     face_probe: bool | None = None
     face_probe_levels: int = 100
     boundary: BoundaryRules = BOUNDARY
+    scoring: ScoringRules = SCORING
     polish: bool | None = True
     gap_tol: float = GAP_TOL
 
 
 def choose_optimizer(model) -> str:
     """The default optimizer ("auto"), chosen by measurement (benchmarks/optimizers.py,
-    results in benchmarks/results/):
+    benchmarks/peers.py, benchmarks/lme4_agreement.py; results in benchmarks/results/):
 
-    * every theta a scalar intercept term's (crossed and nested random intercepts):
-      BOBYQA started from moment estimates (:meth:`moment_start`) with a first trust
-      region of 10%: those starts land near the optimum and BOBYQA then needs no gradient
-      (InstEval 28 evaluations against L-BFGS-B's 25 at about three times the cost each).
+    * a sparse factor whose gradient is cheap (the dense-X engine): "scoring", Newton steps
+      with the average-information Hessian (information.py), which hand over to L-BFGS-B
+      when a step would cross a bound (optimize.scoring).  From the moment start when every
+      theta is a scalar intercept term's (:meth:`moment_start`; InstEval 4 gradients and 6
+      evaluations against BOBYQA's 33 evaluations), else after EM steps from lme4's start
+      in scaled units (crossed correlated slopes: 3 EM steps and 4 gradients against
+      L-BFGS-B's 17; 2026-12-06-peers-f.md).
     * an engine whose gradient is dear (``cheap_gradient`` False: sparse X, where a gradient
-      needs the selected inverse of Maug): BOBYQA.
-    * otherwise L-BFGS-B with the analytic gradient from lme4's start (15 reference models:
-      231 evaluations in all against BOBYQA's 627, lme4's criterion or lower on every one);
-      stops on the boundary theta_k = 0 are checked by optimize.leave_boundary;
-    * BOBYQA also when the dense Schur block is large (q2 >= blocked.LARGE_DENSE_Q2) and
-      theta short: one gradient there costs about four criterion evaluations.
-
+      needs the selected inverse of Maug): BOBYQA; also when the dense Schur block is large
+      (q2 >= blocked.LARGE_DENSE_Q2: a gradient costs about four evaluations) and theta is
+      short, from the moment start where there is one.
     * the small-model engine (engine/small.py), whose gradient costs about one evaluation:
-      L-BFGS-B for every model (the 14 small reference models: 161 evaluations, 230 in
-      theta from lme4's start, against 621 for BOBYQA from the moment start; lme4's
-      criterion or lower on each; Penicillin 15 against 81).
+      L-BFGS-B with the analytic gradient (the 14 small reference models: 161 evaluations,
+      230 in theta from lme4's start, against 621 for BOBYQA from the moment start; lme4's
+      criterion or lower on each; Penicillin 15 against 81).  Stops on the boundary
+      theta_k = 0 are checked by optimize.leave_boundary.
 
-    The default fit runs L-BFGS-B on theta / start.theta_scale (random-effect columns of
-    unit rms) from lme4's start in those units (``start="scaled"``): on the 42 models of
+    Gradient methods run on theta / start.theta_scale (random-effect columns of unit rms)
+    from lme4's start in those units (``start="scaled"``): on the 42 models of
     benchmarks/panel.tsv below 20,000 random effects, 944 evaluations against 1,035 from
     lme4's start in theta (Sitka 44 -> 18, Spruce 52 -> 14), the same optima; a singular
     stop is run again from lme4's start (``second_start``).  An explicit
@@ -128,12 +131,13 @@ def choose_optimizer(model) -> str:
 
     if isinstance(model.engine, SmallEngine):
         return "lbfgsb"
-    if not model.engine.cheap_gradient or model.moment_start()[1].all():
-        return "bobyqa"
     f = model.factor
-    if f.ordering == "blocked" and f.q2 >= blocked.LARGE_DENSE_Q2 and model.theta0.size <= 4:
+    dear = not model.engine.cheap_gradient or (f.ordering == "blocked" and f.q2 >= blocked.LARGE_DENSE_Q2)
+    if model.moment_start()[1].all():
+        return "bobyqa" if dear else "scoring"
+    if dear and (not model.engine.cheap_gradient or model.theta0.size <= 4):
         return "bobyqa"
-    return "lbfgsb"
+    return "scoring"
 
 
 def _start(model, start, optimizer, scale=None):
@@ -181,9 +185,9 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
     scale, em = None, False
     if optimizer == "auto":
         optimizer = choose_optimizer(model)
-        if start is None and optimizer == "bobyqa" and model.moment_start()[1].all():
+        if start is None and optimizer in ("bobyqa", "scoring") and model.moment_start()[1].all():
             start = "moments"
-        elif optimizer == "lbfgsb":
+        elif optimizer in ("lbfgsb", "scoring"):
             scale = theta_scale(model.terms, model.crossprod)
             em = start is None and _em_pays(model, control)
             start = "scaled" if start is None else start
@@ -209,7 +213,11 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         state = engine.solve(th, reml)
         return engine.criterion(state, reml), engine.gradient(state, reml)
 
-    run = lambda s: minimize(fun, s, fun_grad=fun_grad,
+    def fun_grad_hess(th):
+        state = engine.solve(th, reml)
+        return engine.criterion(state, reml), engine.gradient(state, reml), engine.hessian(state, reml)
+
+    run = lambda s: minimize(fun, s, fun_grad=fun_grad, fun_grad_hess=fun_grad_hess, scoring_rules=control.scoring,
                              progress=None if bar is None else
                              lambda k, f: (bar.update(1), bar.set_postfix_str(f"{f:.6f}")),
                              rules=control.boundary, defer_abnormal=True)
@@ -250,7 +258,7 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
     finally:
         if bar is not None:
             bar.close()
-    judged = polish_stop(model, summary, reml, fun, fun_grad, control)     # an explicit optimizer's gap
+    judged = polish_stop(model, summary, reml, fun, fun_grad, control, fun_grad_hess)     # an explicit optimizer's gap
     settle_abnormal(summary, control)
     warn_convergence(summary.diagnostics, stacklevel=4, tol=control.scaled_grad_tol)
     check_singular(model, judged, stacklevel=4, unit=weight_unit(model.crossprod))

@@ -552,7 +552,7 @@ def test_non_numeric_theta(sleep_fit):
 
 
 def test_unknown_optimizer(sleep_fit):
-    with fails(SparseMixedError, r"optimizer must be one of \('bobyqa', 'newuoa', 'nelder_mead', 'lbfgsb'\), "
+    with fails(SparseMixedError, r"optimizer must be one of \('bobyqa', 'newuoa', 'nelder_mead', 'lbfgsb', 'scoring'\), "
                                  r"got 'bfgs'"):
         sleep_fit.model.fit(optimizer="bfgs")
 

@@ -123,6 +123,15 @@ def _quadratic(k, exc):
     return (lambda x: fg(x)[0]), fg, calls
 
 
+def _with_hessian(fg):
+    """(f, g, H) for "scoring": H a constant positive definite model of the Hessian (as the
+    AI matrix is positive definite), crude, so that the search takes tens of evaluations."""
+    def fgh(x):
+        f, g = fg(x)
+        return f, g, np.diag([40.0, 20.0, 2.0])
+    return fgh
+
+
 @pytest.mark.parametrize("method", optimize.METHODS)
 @pytest.mark.parametrize("k", [1, 2, 9])
 @pytest.mark.parametrize("exc", [KeyboardInterrupt("stop"), ZeroDivisionError("bug")], ids=["ctrl-c", "bug"])
@@ -132,7 +141,7 @@ def test_every_method_raises_the_objectives_exception(method, k, exc):
     f, fg, calls = _quadratic(k, exc)
     s = optimize.OptSummary(initial=np.array([0.2, 1.5, 0.5]), lower=np.array([0.0, -np.inf, 0.0]), method=method)
     with pytest.raises(type(exc)) as info:
-        optimize.minimize(f, s, fun_grad=fg)
+        optimize.minimize(f, s, fun_grad=fg, fun_grad_hess=_with_hessian(fg))
     assert info.value is exc
     assert calls[0] == k
 
@@ -231,7 +240,7 @@ def test_a_kernels_system_error_over_a_ctrl_c_is_a_keyboard_interrupt():
         f, fg, calls = _quadratic(3, _kernel_error())
         with pytest.raises(KeyboardInterrupt):
             with optimize.kernel_interrupts():
-                optimize.minimize(f, s, fun_grad=fg)
+                optimize.minimize(f, s, fun_grad=fg, fun_grad_hess=_with_hessian(fg))
         assert calls[0] == 3
 
 

@@ -693,13 +693,13 @@ def test_moment_start_is_the_one_way_anova_estimate():
 
 def test_moment_start_lands_near_lme4_on_insteval(lme4_ref):
     """The crossed design's moment start is within 0.04 of lme4's theta in every entry, and
-    the default fit (BOBYQA from it) reaches lme4's criterion."""
+    the default fit (scoring from it) reaches lme4's criterion."""
     ref = lme4_ref["insteval_crossed"]
     m = sm.lmer(ref["formula"], sm.datasets.load("InstEval"), REML=True)
     theta, estimated = m.moment_start()
     assert estimated.all()
     np.testing.assert_allclose(theta, np.ravel(ref["theta"]), atol=0.04)
-    assert m.choose_optimizer() == "bobyqa"
+    assert m.choose_optimizer() == "scoring"
     res = m.fit()
     np.testing.assert_allclose(res.optsummary.initial, theta)
     assert res.objective <= ref["reml_criterion"] + 1e-6
@@ -707,14 +707,16 @@ def test_moment_start_lands_near_lme4_on_insteval(lme4_ref):
 
 def test_optimizer_choice_by_terms(sleep_model):
     """Slopes, or any model on the small engine: L-BFGS-B from lme4's start; scalar
-    intercept terms on a sparse factor: BOBYQA; an explicit optimizer starts from lme4's theta;
+    intercept terms on a sparse factor: scoring (BOBYQA where a gradient is dear: sparse X);
+    an explicit optimizer starts from lme4's theta;
     start= takes 'lme4', 'moments' or a vector and nothing else."""
     assert sleep_model.choose_optimizer() == "lbfgsb"
     assert not sleep_model.moment_start()[1].any()
     d = sm.datasets.load("Penicillin")
     m = sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d)
     assert m.choose_optimizer() == "lbfgsb"             # scalar terms, but the small engine
-    assert sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, ordering="natural").choose_optimizer() == "bobyqa"
+    assert sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, ordering="natural").choose_optimizer() == "scoring"
+    assert sm.lmer("diameter ~ 1 + (1|plate) + (1|sample)", d, sparse_X=True).choose_optimizer() == "bobyqa"
     res = m.fit(optimizer="bobyqa")
     np.testing.assert_array_equal(res.optsummary.initial, m.theta0)
     res_m = m.fit(optimizer="lbfgsb", start="moments")
@@ -757,9 +759,10 @@ def test_moment_step_shrinks_with_the_levels_and_still_reaches_the_optimum():
     rel = step / theta
     assert rel[0] == pytest.approx(0.01)                    # 3,000 levels: the 1% floor
     assert rel[1] == pytest.approx(0.45 / np.sqrt(40))      # 40 levels: 7.1%
-    res = m.fit()
-    assert res.optsummary.method == "bobyqa"
+    res = m.fit(optimizer="bobyqa", start="moments")     # the default where a gradient is dear
+    assert res.optsummary.initial_step is not None
     ref = m.fit(optimizer="lbfgsb", start="lme4")
+    np.testing.assert_allclose(m.fit().theta, ref.theta, rtol=1e-3)       # and the default's (scoring)
     assert res.objective == pytest.approx(ref.objective, abs=1e-6)
     np.testing.assert_allclose(res.theta, ref.theta, rtol=1e-3)
     # entries that are not moment estimates keep nlopt's default step (NaN)

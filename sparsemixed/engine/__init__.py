@@ -3,6 +3,7 @@
     state     = engine.solve(theta)                 factor M(theta) (or Maug), solve Henderson's equations
     criterion = engine.criterion(state, reml)       profiled deviance / REML criterion
     gradient  = engine.gradient(state, reml)        its analytic gradient in theta
+    hessian   = engine.hessian(state, reml)         its average-information Hessian (None: not given)
     (u, b)    = engine.random_effects(state)        conditional modes
     result    = engine.result_class.from_state(model, state, optsummary, reml)
 
@@ -43,6 +44,10 @@ class Engine(Protocol):
 
     def gradient(self, state, reml: bool) -> np.ndarray:
         """d criterion / d theta at the state's theta."""
+
+    def hessian(self, state, reml: bool) -> np.ndarray | None:
+        """A positive semidefinite model of the criterion's Hessian in theta (the average
+        information, information.py), or None where the engine gives none."""
 
     def random_effects(self, state) -> tuple[np.ndarray, np.ndarray]:
         """(u, b = Lambda u) at the state's theta."""

@@ -3,12 +3,14 @@
     P M P' = L L',  R_ZX = L^-1 P Lambda'Z'WX,  R_X'R_X = X'WX - R_ZX'R_ZX       (linalg/pls.py)
     criterion = log|L|^2 [+ log|R_X|^2] + nu (1 + log(2 pi r2 / nu)) - sum log w (objective.py)
     gradient  = d log|M| [+ d log|R_X|^2] + nu d r2 / r2                         (gradient.py)
+    hessian   ~ 2 (AI_tt - AI_ts AI_ss^-1 AI_st), the average information            (information.py)
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import gradient as grad
+from .. import information
 from .. import objective as obj
 from ..linalg.factor import FactorPool
 from ..linalg.pls import PLSState, pls_solve, random_effects
@@ -48,6 +50,9 @@ class DenseEngine:
 
     def gradient(self, state: PLSState, reml: bool) -> np.ndarray:
         return grad.gradient(state, self.crossprod, self.relcov, reml)
+
+    def hessian(self, state: PLSState, reml: bool) -> np.ndarray:
+        return information.criterion_hessian(state, self.crossprod, self.relcov, reml)
 
     def m_factor(self, state):
         """The factor of M held by a state (its only factor)."""

@@ -71,6 +71,10 @@ class SparseXEngine:
     def gradient(self, state, reml: bool) -> np.ndarray:
         return augmented.gradient(self.aug, state, self.crossprod, self.relcov, reml)
 
+    def hessian(self, state, reml: bool) -> None:
+        """None: the average information needs R_ZX and R_X, which this engine does not form."""
+        return None
+
     def m_factor(self, state):
         """The factor of M held by a state (solved with reml=False)."""
         return state.mfactor

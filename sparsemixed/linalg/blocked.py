@@ -39,6 +39,9 @@ MAX_DENSE_Q2 = 40000      # beyond, even a dense S that fits is slower than CHOL
 PARALLEL_Q2 = 800         # from this size on, S is factored by tiles on Python threads (linalg.dense;
                           # 1M rows, n = 2,000: 75 -> 44 ms; n = 900: 7.0 -> 5.4 ms, n = 700 about even;
                           # InstEval, n = 1,156: one evaluation 16.6 -> 13.7 ms)
+INVERSE_Q2 = 400          # from this size on, S^-1 (the gradient's) by tiles on Python threads too
+                          # (linalg.dense; 2 threads, dpotri ->: n = 300, 0.9 -> 0.8 ms; n = 400, 1.7 -> 1.3;
+                          # InstEval, n = 1,156: 25 -> 11 ms, its gradient 30 -> 15 ms)
 
 
 @njit(inline="always")
@@ -692,11 +695,15 @@ class BlockedCholesky:
         return kernel(self.W, self.lev_ptr, self.lev_rows, self.k1, B, nout, transpose, nt)
 
     def _schur_inverse(self) -> np.ndarray:
-        """U = S^-1 (upper triangle, column-major) from the factor of S, by dpotri."""
+        """U = S^-1 (upper triangle, column-major) from the factor of S: by tiles on threads
+        (linalg.dense) from INVERSE_Q2 on, else by dpotri."""
         if not self.q2:
             return np.zeros((0, 0), order="F")
         with one_blas_thread():   # threaded OpenBLAS dpotri/dtrtri is pathologically slow here
-            U, info = sla.lapack.dpotri(self.R22, lower=0)
+            if self.q2 >= INVERSE_Q2 and numba.get_num_threads() > 1:
+                U, info = dense.inverse_from_cholesky(self.R22, numba.get_num_threads())
+            else:
+                U, info = sla.lapack.dpotri(self.R22, lower=0)
         if info != 0:
             raise NumericalError(f"inverting the Schur complement failed (LAPACK info={info})")
         return U
@@ -707,7 +714,7 @@ class BlockedCholesky:
             (M^-1)_jj = (1 + w_j' S^-1 w_j) / L11_j^2     level j of term 1 (w_j: row j of L21')
             diag((M^-1)_22) = diag(S^-1)
 
-        one dpotri and one tiled pass over the level pairs (those that form S), where the
+        S^-1 (_schur_inverse) and one tiled pass over the level pairs (those that form S), where the
         selected inverse also forms (M^-1)_21.  None for a vector-valued first term."""
         if self.k1 != 1 or self._perm is not None:
             return None
@@ -726,7 +733,7 @@ class BlockedCholesky:
     def selected_inverse(self, M_indptr, M_indices) -> np.ndarray:
         """M^-1 on the stored (lower) pattern of M, in M.data order."""
         U = self._schur_inverse()
-        Uflat = U.reshape(-1, order="F")          # a view (dpotri returns a Fortran array)
+        Uflat = U.reshape(-1, order="F")          # a view (_schur_inverse returns a Fortran array)
         if self.q2:
             (_symmetrize_upper if kernel_threads(self.q2 * self.q2 / 2) > 1 else _symmetrize_upper_serial)(
                 Uflat, self.q2)
