@@ -142,6 +142,7 @@ def one_round() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--suffix", default="first-fit", help="results file: <date>-<suffix>.md")
     args = ap.parse_args()
     info = machine_info(with_r=False)
     rounds = []
@@ -163,7 +164,8 @@ def main() -> None:
                       "objective"], rows)
     pre = statistics.median(r["installed"]["precompile"] for r in rounds)
     text = (f"# First InstEval fit after installing (issue 18), {time.strftime('%Y-%m-%d')}\n\n"
-            f"`python benchmarks/first_fit.py --reps {args.reps}`: `{FORMULA}`, REML; each case a new "
+            f"`python benchmarks/first_fit.py --reps {args.reps}"
+            f"{'' if args.suffix == 'first-fit' else ' --suffix ' + args.suffix}`: `{FORMULA}`, REML; each case a new "
             "process on a fresh copy of the package (benchmarks/first_fit.py says how each is made). "
             f"total = import + reading the CSV + build + fit; medians of {args.reps} runs; load at start: "
             "the 1-minute load average when each run started (2 cores: above ~1, another process shares them)."
@@ -171,7 +173,7 @@ def main() -> None:
             f"{table}\n\n`python -m sparsemixed.precompile` on a fresh copy took {pre:.0f} s (median).\n\n"
             f"Machine:\n\n{info}\n")
     print(text)
-    path = result_path("first-fit")
+    path = result_path(args.suffix)
     path.write_text(text)
     print(f"written: {path.relative_to(ROOT)}", file=sys.stderr)
 

@@ -395,6 +395,11 @@ class ScoringRules:
 
     max_steps
         Newton steps before the search is handed to L-BFGS-B.
+    to_edge, edge_steps
+        a step that would take a diagonal with entries below it in its column past its bound
+        goes to_edge of the way there (at theta_kk = 0 the column's sign matters, so the bound
+        is an edge of the covariance, not a mirror); after edge_steps such steps in a row
+        L-BFGS-B takes over.
     slow_rate, near
         two full steps in a row whose decrement fell by less than slow_rate, once it is
         below near (close enough for Newton's rate to show), hand the search to L-BFGS-B:
@@ -415,6 +420,8 @@ class ScoringRules:
     """
 
     max_steps: int = 30
+    to_edge: float = 0.9
+    edge_steps: int = 3
     slow_rate: float = 0.3
     near: float = 1.0
     gap: float = 1e-9
@@ -436,8 +443,9 @@ def scoring(fgh, f_only, x0, lower, rules: ScoringRules = SCORING, leave=None, m
     A step that would cross a bound goes as far as the first bound it meets, and that
     coordinate is then held there (the others go on); a held coordinate is released when
     its derivative points inside.  Only a diagonal with nothing below it in its column (a
-    scalar term's theta, the last diagonal of T) is held: where a column's other entries
-    move with it, L-BFGS-B takes over (measured: lme4_agreement --large, seed 1).  On the criterion's evenness in a diagonal theta_k, the
+    scalar term's theta, the last diagonal of T) is held; towards the bound of one with
+    entries below it the steps go ``rules.to_edge`` of the way, and L-BFGS-B takes over after
+    ``rules.edge_steps`` of them.  On the criterion's evenness in a diagonal theta_k, the
     derivative there is 0 and the AI Hessian blind (its row vanishes as theta_k -> 0), so a
     stop with coordinates on their bounds is checked by ``leave(x, f)`` (:func:`leave_boundary`:
     steps inside, a column's sign, the curvature of a zero column) and the search goes on from
@@ -445,7 +453,7 @@ def scoring(fgh, f_only, x0, lower, rules: ScoringRules = SCORING, leave=None, m
 
     Returns (None, message) after a stop by the decrement (:class:`ScoringRules`), or
     (x, reason) with the point to hand to L-BFGS-B: a model Hessian that is not positive
-    definite, a failed line search, slow convergence, or max_steps steps."""
+    definite, a failed line search, slow convergence, the edge steps, or max_steps steps."""
     import scipy.linalg as sla
 
     bounded = np.isfinite(lower)
@@ -454,10 +462,11 @@ def scoring(fgh, f_only, x0, lower, rules: ScoringRules = SCORING, leave=None, m
     if f >= FAILED_VALUE:
         return x, "the criterion could not be computed at the start"
     held = bounded & (x <= lower)
-    rate, last_dec, slow, leaves, it = 1.0, None, 0, 0, 0
+    rate, last_dec, slow, leaves, it, edge = 1.0, None, 0, 0, 0, 0
 
     def stop(message):
-        """The stop, or a better point off the bounds to go on from (None, None)."""
+        """(None, message) for the stop, (None, None) to go on from a better point off the
+        bounds (leave), or (x, reason) to hand over."""
         nonlocal x, f, g, H, held, leaves, rate, last_dec, slow
         on = bounded & (x <= lower + BOUNDARY.on_bound)
         if leave is None or not on.any() or leaves >= max_leaves:
@@ -468,6 +477,8 @@ def scoring(fgh, f_only, x0, lower, rules: ScoringRules = SCORING, leave=None, m
             return None, message + f"; {int(on.sum())} on the boundary, checked"
         x = np.array(trial, dtype=float)
         f, g, H = fgh(x)
+        if f >= FAILED_VALUE:
+            return x, "the criterion could not be computed at the boundary check's point"
         held = bounded & (x <= lower) & ~(g < 0)
         rate, last_dec, slow = 1.0, None, 0
         return None, None
@@ -499,16 +510,23 @@ def scoring(fgh, f_only, x0, lower, rules: ScoringRules = SCORING, leave=None, m
             ratio = np.where(crossing, (x - lower) / np.where(crossing, -step, 1.0), np.inf)
             k = int(np.argmin(ratio))
             a_max = float(ratio[k])
-            if _column_below(lower, k).size:
-                return x, "a step would take a diagonal with entries below it to its bound"
+            if _column_below(lower, k).size:     # its column's sign pattern: the bound is an edge of G
+                edge += 1
+                if edge > rules.edge_steps:
+                    return x, "steps towards the bound of a diagonal with entries below it"
+                k, a_max = -1, rules.to_edge * a_max
+            else:
+                edge = 0
         else:
+            edge = 0
             k, a_max = -1, 1.0
-        if k < 0 and rate * dec <= rules.gap:
+        if not crossing.any() and rate * dec <= rules.gap:
             ft = f_only(x + step)
-            if ft <= f:
+            taken = ft <= f
+            if taken:
                 x, f = x + step, ft
             out = stop(f"CONVERGED: Newton decrement {dec:.2g} at rate {rate:.2g}, last step "
-                       f"{'taken' if ft <= f else 'not taken (no lower)'}, after {it - 1} steps")
+                       f"{'taken' if taken else 'not taken (no lower)'}, after {it - 1} steps")
             if out[1] is not None:
                 return out
             continue

@@ -17,6 +17,7 @@ from hypothesis import given, settings, HealthCheck
 from hypothesis import strategies as st
 
 import sparsemixed as sm
+from sparsemixed import optimize
 from sparsemixed.errors import SingularFitWarning, SparseMixedError
 from test_properties import dense_design, dense_lambda, dense_profiled
 
@@ -189,3 +190,71 @@ def test_ai_hessian_without_fixed_effects_is_its_dense_definition(ordering):
     got = model.engine.hessian(model.engine.solve(theta, False), False)
     want = dense_ai_hessian(model, d, np.zeros((len(d), 0)), theta, False)
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
+
+
+# -- optimize.scoring on functions whose optimum is known ----------------------------------------
+def _quad(A, c):
+    """f = (x - c)'A(x - c)/2 with its gradient and exact Hessian, counting calls."""
+    calls = {"fgh": 0, "f": 0}
+
+    def fgh(x):
+        calls["fgh"] += 1
+        r = x - c
+        return float(r @ A @ r / 2), A @ r, A.copy()
+
+    def f_only(x):
+        calls["f"] += 1
+        r = x - c
+        return float(r @ A @ r / 2)
+    return fgh, f_only, calls
+
+
+def test_scoring_takes_one_newton_step_on_a_quadratic():
+    A = np.array([[4.0, 1.0], [1.0, 2.0]])
+    fgh, f_only, calls = _quad(A, np.array([0.7, -0.3]))
+    start, msg = optimize.scoring(fgh, f_only, np.array([2.0, 1.0]), np.array([0.0, -np.inf]))
+    assert start is None and msg.startswith("CONVERGED")
+    assert calls["fgh"] <= 2
+
+
+def test_scoring_holds_a_scalar_diagonal_on_its_bound_and_checks_it():
+    """The minimum of the quadratic lies at x0 < 0; with x0 >= 0 (a scalar term's theta: nothing
+    below it) the search stops at the constrained minimum, x0 = 0 and x1 = c1 - A10 (0 - c0) / A11,
+    after the boundary check (here: no better point)."""
+    A = np.array([[4.0, 1.0], [1.0, 2.0]])
+    c = np.array([-0.5, 0.4])
+    fgh, f_only, calls = _quad(A, c)
+    seen = []
+    leave = lambda x, fx: seen.append(x.copy()) or None
+    lower = np.array([0.0, 0.0])
+    start, msg = optimize.scoring(fgh, f_only, np.array([1.0, 1.0]), lower, leave=leave)
+    assert start is None and "on the boundary" in msg
+    assert len(seen) == 1
+    x = seen[0]
+    assert x[0] == 0.0
+    assert x[1] == pytest.approx(c[1] - A[1, 0] * (0 - c[0]) / A[1, 1], abs=1e-6)
+
+
+def test_scoring_stops_short_of_the_bound_of_a_diagonal_with_entries_below_it():
+    """lower = [0, -inf]: x0 is a diagonal with x1 below it in its column; the unconstrained
+    minimum has x0 < 0, so the steps go to_edge of the way to the bound, and after edge_steps
+    of them the point (still inside) is handed to L-BFGS-B."""
+    A = np.array([[4.0, 1.0], [1.0, 2.0]])
+    fgh, f_only, calls = _quad(A, np.array([-0.5, 0.4]))
+    rules = optimize.ScoringRules()
+    start, msg = optimize.scoring(fgh, f_only, np.array([1.0, 1.0]), np.array([0.0, -np.inf]), rules)
+    assert start is not None and "entries below" in msg
+    assert 0.0 < start[0] <= (1 - rules.to_edge) ** rules.edge_steps * 1.0 + 1e-12
+
+
+def test_scoring_hands_over_when_the_model_hessian_is_poor():
+    """A model Hessian 10x too large in one direction: the decrement falls by ~0.8 per step,
+    and the search is handed over (slow_rate) instead of crawling."""
+    A = np.array([[4.0, 0.0], [0.0, 2.0]])
+    c = np.array([0.3, 0.2])
+
+    def fgh(x):
+        r = x - c
+        return float(r @ A @ r / 2), A @ r, np.diag([40.0, 2.0])
+    start, msg = optimize.scoring(fgh, lambda x: fgh(x)[0], np.array([0.5, 0.5]), np.array([0.0, 0.0]))
+    assert start is not None and "slow convergence" in msg
