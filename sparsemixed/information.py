@@ -36,7 +36,7 @@ from .linalg.pls import lambda_times, trsolve
 
 
 def working_coefficients(state, crossprod, relcov) -> np.ndarray:
-    """The q x ntheta matrix of the a_i, and zeta = Z'W r, at the state's theta."""
+    """(A, Z'W(y - X beta)) at the state's theta: A the q x ntheta matrix of the a_i."""
     theta = state.theta
     q, ntheta = relcov.q, theta.size
     beta = state.beta
