@@ -431,6 +431,10 @@ class ScoringRules:
 
 
 SCORING = ScoringRules()
+
+
+class _OutOfEvaluations(Exception):
+    """maxeval reached inside :func:`scoring` (minimize reports MAXEVAL_REACHED)."""
 _NO_INFORMATION = ("optimizer='scoring' needs the criterion's gradient and information matrix, which this "
                    "model's engine does not give (a sparse X); use 'lbfgsb' or 'bobyqa'")
 
@@ -626,18 +630,28 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
     if summary.method == "scoring":
         if fun_grad_hess is None or fun_grad is None:
             raise SparseMixedError(_NO_INFORMATION)
-        start, summary.returnvalue = scoring(counted_grad_hess, counted, x0, lower, scoring_rules,
-                                             leave=lambda x, fx: leave_boundary(counted, x, fx, lower, rules),
-                                             max_leaves=rules.max_restarts)
-        ok = start is None
+        def budgeted(fn):                # maxeval counts scoring's evaluations too
+            def g(x):
+                if summary.feval >= summary.maxeval:
+                    raise _OutOfEvaluations
+                return fn(x)
+            return g
+        try:
+            start, summary.returnvalue = scoring(
+                budgeted(counted_grad_hess), budgeted(counted), x0, lower, scoring_rules,
+                leave=lambda x, fx: leave_boundary(budgeted(counted), x, fx, lower, rules),
+                max_leaves=rules.max_restarts)
+            ok = start is None
+        except _OutOfEvaluations:
+            start, ok, summary.returnvalue = None, False, "MAXEVAL_REACHED"
         if start is not None:          # handed on from the best point seen
             start, summary.handoff = best["x"].copy(), f"scoring to L-BFGS-B: {summary.returnvalue}"
     if summary.method == "lbfgsb" or start is not None and summary.method == "scoring":
         from scipy.optimize import minimize as sp_min
 
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        opts = {"maxfun": summary.maxeval, "maxiter": summary.maxeval,
-                "ftol": summary.ftol_rel, "gtol": summary.gtol}
+        left = max(1, summary.maxeval - summary.feval)      # after scoring's evaluations
+        opts = {"maxfun": left, "maxiter": left, "ftol": summary.ftol_rel, "gtol": summary.gtol}
         for _ in range(rules.max_restarts + 1):
             if fun_grad is not None:
                 res = sp_min(counted_grad, start, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)

@@ -258,3 +258,17 @@ def test_scoring_hands_over_when_the_model_hessian_is_poor():
         return float(r @ A @ r / 2), A @ r, np.diag([40.0, 2.0])
     start, msg = optimize.scoring(fgh, lambda x: fgh(x)[0], np.array([0.5, 0.5]), np.array([0.0, 0.0]))
     assert start is not None and "slow convergence" in msg
+
+
+@pytest.mark.expect_warnings((sm.ConvergenceWarning,))      # also the convergence check's, at 1 evaluation
+@pytest.mark.parametrize("maxeval", [1, 2, 3])
+def test_scoring_stops_at_maxeval_and_says_so(maxeval):
+    """maxeval counts scoring's evaluations (each with its gradient): the fit stops there,
+    unconverged, with lme4's warning; with enough evaluations the same model converges."""
+    d = _data(4, na=400, nb=60)
+    model = sm.LinearMixedModel("y ~ x + (1 | a) + (1 | b)", d, REML=True, ordering="blocked")
+    with pytest.warns(sm.ConvergenceWarning, match="scoring.*MAXEVAL_REACHED"):
+        r = model.fit(maxeval=maxeval)
+    assert r.optsummary.method == "scoring" and not r.converged
+    assert r.optsummary.feval == maxeval
+    assert model.fit().converged
