@@ -187,6 +187,8 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
         optimizer = choose_optimizer(model)
         if start is None and optimizer in ("bobyqa", "scoring") and model.moment_start()[1].all():
             start = "moments"
+            if optimizer == "scoring":      # its steps do not care; the boundary steps and the check do
+                scale = theta_scale(model.terms, model.crossprod)
         elif optimizer in ("lbfgsb", "scoring"):
             scale = theta_scale(model.terms, model.crossprod)
             em = start is None and _em_pays(model, control)

@@ -65,29 +65,40 @@ def moment_step(terms, theta: np.ndarray, estimated: np.ndarray) -> np.ndarray:
 
 def moment_start(terms, crossprod) -> tuple[np.ndarray, np.ndarray]:
     """lme4's start with each scalar intercept term's theta replaced by its moment
-    estimate; returns (theta, mask of the entries that are moment estimates)."""
+    estimate; returns (theta, mask of the entries that are moment estimates).
+
+    Each term's one-way ANOVA of the (OLS-shifted) response, weighted: with prior weights
+    w (Var(e_i) = sigma^2 / w_i) the level sizes n_j are the levels' weight sums and N = sum
+    w is the total, so that E[ss_between] = (J - 1) sigma^2 + var_b (N - sum n_j^2 / N) and
+    E[sum w r^2] / n = sigma^2 + (N / n) sum var_b; theta = sqrt(var_b / sigma^2).  (With
+    unit weights N = n.  The weights' scale enters theta as 1 / sqrt(w): weights of 1e-12
+    put the optimum at 1e6 times the unweighted theta.)"""
     theta = lme4_start(terms)
     estimated = np.zeros(theta.size, dtype=bool)
     n, rr = float(crossprod.n), float(crossprod.yty)
     d = crossprod.ZtZ.diagonal()
     zr = np.asarray(crossprod.Zty, dtype=float)
-    off, toff, est = 0, 0, {}
+    off, toff, est, N = 0, 0, {}, None
     for t in terms:
         nj, sj = d[off: off + t.q], zr[off: off + t.q]
         if t.k == 1 and t.columns == ["(Intercept)"] and t.nlevels >= 2 and np.all(nj > 0):
+            N = float(nj.sum())                     # every row in one level: the total weight
             fitted = float((sj ** 2 / nj).sum())
-            ssb = fitted - float(sj.sum()) ** 2 / n
-            denom = n - float((nj ** 2).sum()) / n
+            ssb = fitted - float(sj.sum()) ** 2 / N
+            denom = N - float((nj ** 2).sum()) / N
             if n > t.nlevels and denom > 0:
                 sw2 = (rr - fitted) / (n - t.nlevels)
                 est[toff] = (ssb - (t.nlevels - 1) * sw2) / denom
         off += t.q
         toff += t.ntheta
-    s2 = rr / n - sum(max(v, 0.0) for v in est.values())
+    if N is None:
+        return theta, estimated
+    s2 = rr / n - N / n * sum(max(v, 0.0) for v in est.values())
     if not est or not s2 > 0:
         return theta, estimated
+    wbar = N / n                                   # clipped on the unit-weight scale, theta sqrt(mean w)
     for j, v in est.items():
-        theta[j] = float(np.clip(np.sqrt(max(v, 0.0) / s2), MIN_THETA, MAX_THETA))
+        theta[j] = float(np.clip(np.sqrt(max(v, 0.0) / s2 * wbar), MIN_THETA, MAX_THETA)) / np.sqrt(wbar)
         estimated[j] = True
     return theta, estimated
 

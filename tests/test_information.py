@@ -272,3 +272,19 @@ def test_scoring_stops_at_maxeval_and_says_so(maxeval):
     assert r.optsummary.method == "scoring" and not r.converged
     assert r.optsummary.feval == maxeval
     assert model.fit().converged
+
+
+@pytest.mark.parametrize("c", [1e-12, 1e-3, 1e6])
+def test_the_default_fit_is_equivariant_to_the_weights_scale(c):
+    """Weights c w are the model of weights w with theta / sqrt(c) (sigma^2 c): the moment
+    start (weighted ANOVA, clipped on the unit-weight scale) and the scoring fit from it must
+    follow.  Before, the start ignored the weights' scale and, at c = 1e-12, BOBYQA and scoring
+    both stopped near theta = 0.3 where the optimum is 3e5 (a silently wrong, 'singular' fit)."""
+    d = _data(6, na=400, nb=60, weights=True)
+    f = "y ~ x + (1 | a) + (1 | b)"
+    ref = sm.LinearMixedModel(f, d, REML=True, ordering="blocked", weights="w")
+    scaled = sm.LinearMixedModel(f, d.assign(w=d.w * c), REML=True, ordering="blocked", weights="w")
+    np.testing.assert_allclose(scaled.moment_start()[0] * np.sqrt(c), ref.moment_start()[0], rtol=1e-9)
+    r0, r1 = _default_scoring_fit(ref), _default_scoring_fit(scaled)
+    np.testing.assert_allclose(r1.theta * np.sqrt(c), r0.theta, rtol=1e-6)
+    assert r1.objective == pytest.approx(r0.objective, abs=1e-7)
