@@ -229,7 +229,7 @@ def polish_stop(model, summary, reml: bool, fun, fun_grad, control, fun_grad_hes
     if mode is None or not summary.converged or budget < 1 or is_default_run(model, summary):
         return summary.final
     method = fitting.choose_optimizer(model)
-    scale = theta_scale(model.terms, model.crossprod) if method == "lbfgsb" else None
+    scale = theta_scale(model.terms, model.crossprod) if method in ("lbfgsb", "scoring") else None
     sub = OptSummary(initial=np.array(summary.final, dtype=float), lower=model.lower, method=method,
                      ftol_abs=control.ftol_abs, xtol_abs=control.xtol_abs, maxeval=budget, scale=scale)
     with warnings.catch_warnings(record=True):        # the polish's own stop is reported below

@@ -185,12 +185,11 @@ def _fit(model, reml: bool, start, optimizer: str, verbose: bool, control: FitCo
     scale, em = None, False
     if optimizer == "auto":
         optimizer = choose_optimizer(model)
+        if optimizer in ("lbfgsb", "scoring"):      # (scoring's steps do not care; its boundary steps and the check do)
+            scale = theta_scale(model.terms, model.crossprod)
         if start is None and optimizer in ("bobyqa", "scoring") and model.moment_start()[1].all():
             start = "moments"
-            if optimizer == "scoring":      # its steps do not care; the boundary steps and the check do
-                scale = theta_scale(model.terms, model.crossprod)
         elif optimizer in ("lbfgsb", "scoring"):
-            scale = theta_scale(model.terms, model.crossprod)
             em = start is None and _em_pays(model, control)
             start = "scaled" if start is None else start
     x0, step = _start(model, start, optimizer, scale)
