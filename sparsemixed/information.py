@@ -32,18 +32,17 @@ from __future__ import annotations
 import numpy as np
 
 from .gradient import _sparse_times
-from .linalg.pls import lambda_times, trsolve
+from .linalg.pls import lambda_times, random_effects, trsolve
+from .objective import sigma2 as profiled_sigma2
 
 
 def working_coefficients(state, crossprod, relcov) -> np.ndarray:
     """(A, Z'W(y - X beta)) at the state's theta: A the q x ntheta matrix of the a_i."""
     theta = state.theta
     q, ntheta = relcov.q, theta.size
-    beta = state.beta
-    v = state.cu - (state.RZX @ beta if beta.size else 0.0)
-    u = np.asarray(state.factor.solve_Lt(v), dtype=float).ravel()
-    Zr = crossprod.Zty - (crossprod.ZtX @ beta if beta.size else 0.0)     # Z'W(y - X beta)
-    zeta = Zr - np.asarray(crossprod.ZtZ @ lambda_times(relcov, theta, u), dtype=float).ravel()
+    u, b = random_effects(state, relcov)
+    Zr = crossprod.Zty - crossprod.ZtX @ state.beta                       # Z'W(y - X beta)
+    zeta = Zr - np.asarray(crossprod.ZtZ @ b, dtype=float).ravel()
     rows, cols, lind = relcov.Lrows, relcov.Lcols, relcov.Lind
     A = np.zeros((q, ntheta))
     np.add.at(A, (rows, lind), u[cols])                   # dLambda_i u
@@ -55,7 +54,7 @@ def working_coefficients(state, crossprod, relcov) -> np.ndarray:
 def average_information(state, crossprod, relcov, reml: bool) -> np.ndarray:
     """The (ntheta + 1) x (ntheta + 1) AI matrix in (theta, sigma^2) at the state."""
     p, ntheta = crossprod.p, state.theta.size
-    sigma2 = state.r2 / (crossprod.n - (p if reml else 0))
+    sigma2 = profiled_sigma2(state, crossprod.n, p, reml)
     beta = state.beta
     A, Zr = working_coefficients(state, crossprod, relcov)
     ZWA = _sparse_times(crossprod.ZtZ, A)                            # Z'W f_i
@@ -63,9 +62,8 @@ def average_information(state, crossprod, relcov, reml: bool) -> np.ndarray:
     G = np.empty((ntheta + 1, ntheta + 1))                           # f'W g
     G[:ntheta, :ntheta] = A.T @ ZWA
     G[:ntheta, ntheta] = G[ntheta, :ntheta] = (A.T @ Zr) / sigma2
-    Xr = crossprod.Xty - crossprod.XtX @ beta if p else np.zeros(0)
-    G[ntheta, ntheta] = (crossprod.yty - 2.0 * beta @ crossprod.Xty + beta @ crossprod.XtX @ beta) / sigma2**2 \
-        if p else crossprod.yty / sigma2**2
+    Xr = crossprod.Xty - crossprod.XtX @ beta                                  # X'W(y - X beta)
+    G[ntheta, ntheta] = (crossprod.yty - 2.0 * beta @ crossprod.Xty + beta @ crossprod.XtX @ beta) / sigma2**2
     t = np.asarray(state.factor.solve_L(lambda_times(relcov, state.theta, ZWf, transpose=True)),
                    dtype=float).reshape(relcov.q, ntheta + 1)
     G -= t.T @ t

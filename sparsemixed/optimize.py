@@ -435,6 +435,8 @@ SCORING = ScoringRules()
 
 class _OutOfEvaluations(Exception):
     """maxeval reached inside :func:`scoring` (minimize reports MAXEVAL_REACHED)."""
+
+
 _NO_INFORMATION = ("optimizer='scoring' needs the criterion's gradient and information matrix, which this "
                    "model's engine does not give (a sparse X); use 'lbfgsb' or 'bobyqa'")
 
@@ -591,39 +593,30 @@ def minimize(fun, summary: OptSummary, fun_grad=None, progress=None,
             progress(summary.feval, best["f"])
         return f
 
-    def counted_grad(x):
+    def counted_derivatives(x, hessian: bool):
+        """(f, g) by fun_grad, or (f, g, H) by fun_grad_hess, in phi; one evaluation with
+        its gradient.  A point that could not be computed gives FAILED_VALUE, with a zero
+        gradient for L-BFGS-B and no H for scoring."""
         try:
-            f, g = fun_grad(np.asarray(x, dtype=float) * d)
-            g = np.asarray(g, dtype=float) * d
-        except NumericalError:
-            f, g = np.inf, None
-        summary.feval += 1
-        summary.geval += 1
-        if not np.isfinite(f):
-            return FAILED_VALUE, np.zeros_like(x)
-        if f < best["f"]:
-            best["f"], best["x"], best["g"] = f, np.array(x, dtype=float), np.array(g, dtype=float)
-        if progress is not None:
-            progress(summary.feval, best["f"])
-        return f, g
-
-    def counted_grad_hess(x):
-        try:
-            f, g, H = fun_grad_hess(np.asarray(x, dtype=float) * d)
-            if H is None:
+            out = (fun_grad_hess if hessian else fun_grad)(np.asarray(x, dtype=float) * d)
+            if hessian and out[2] is None:
                 raise SparseMixedError(_NO_INFORMATION)
-            g, H = np.asarray(g, dtype=float) * d, np.asarray(H, dtype=float) * np.outer(d, d)
-        except NumericalError:
+            f, g = out[0], np.asarray(out[1], dtype=float) * d
+            H = np.asarray(out[2], dtype=float) * np.outer(d, d) if hessian else None
+        except NumericalError:      # e.g. X'V^-1X numerically singular at an extreme theta
             f = np.inf
         summary.feval += 1
         summary.geval += 1
         if not np.isfinite(f):
-            return FAILED_VALUE, None, None
+            return (FAILED_VALUE, None, None) if hessian else (FAILED_VALUE, np.zeros_like(x))
         if f < best["f"]:
             best["f"], best["x"], best["g"] = f, np.array(x, dtype=float), np.array(g, dtype=float)
         if progress is not None:
             progress(summary.feval, best["f"])
-        return f, g, H
+        return (f, g, H) if hessian else (f, g)
+
+    counted_grad = lambda x: counted_derivatives(x, False)
+    counted_grad_hess = lambda x: counted_derivatives(x, True)
 
     t0 = time.perf_counter()
     start, ok = x0, False
